@@ -1,0 +1,97 @@
+import client from 'prom-client';
+
+/**
+ * Every metric is declared here, once, with the brief's names and labels.
+ * Each component (a proxy, a gateway) owns one registry, so several can
+ * live in one process (tests, the demo) and be asserted exactly.
+ * Labels are small fixed sets: never a statement, a user-supplied string
+ * or a client address. Database names are capped (see `databaseLabel`).
+ */
+
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/** Distinct database label values kept before the rest are folded into "other". */
+export const MAX_DATABASE_LABELS = 64;
+
+export class CollectorMetrics {
+  readonly registry = new client.Registry();
+  readonly eventsProcessed: client.Counter<'database' | 'status'>;
+  readonly eventLatency: client.Histogram;
+  readonly cacheSizeBytes: client.Gauge;
+  readonly cacheEventsCount: client.Gauge;
+  readonly cacheMaxBytes: client.Gauge;
+  readonly cacheSyncPending: client.Gauge;
+  readonly cacheDropped: client.Counter<'reason'>;
+  readonly cacheCorrupt: client.Counter;
+  readonly cacheWriteErrors: client.Counter;
+  readonly eventLag: client.Gauge;
+  readonly apiRequests: client.Counter<'endpoint' | 'status'>;
+  readonly apiLatency: client.Histogram<'endpoint'>;
+  readonly dbConnectionsActive: client.Gauge;
+  readonly dbConnectionsTotal: client.Counter;
+  readonly dbConnectionErrors: client.Counter<'reason'>;
+  readonly anomalies: client.Counter<'protocol' | 'reason'>;
+  readonly bytesForwarded: client.Counter<'direction'>;
+  readonly limitRejections: client.Counter<'limit'>;
+  readonly eventBufferUtilization: client.Gauge;
+  readonly #databases = new Set<string>();
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const r = [this.registry];
+    if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
+    this.eventsProcessed = new client.Counter({ name: 'dbaudit_events_processed_total', help: 'Audit events processed, by database and outcome (success, error).', labelNames: ['database', 'status'], registers: r });
+    this.eventLatency = new client.Histogram({ name: 'dbaudit_event_latency_seconds', help: 'Time from an event being captured to it being durable in the local cache.', buckets: LATENCY_BUCKETS, registers: r });
+    this.cacheSizeBytes = new client.Gauge({ name: 'dbaudit_cache_size_bytes', help: 'Bytes of events held in the local cache.', registers: r });
+    this.cacheEventsCount = new client.Gauge({ name: 'dbaudit_cache_events_count', help: 'Events held in the local cache.', registers: r });
+    this.cacheMaxBytes = new client.Gauge({ name: 'dbaudit_cache_max_bytes', help: 'Configured maximum size of the local cache.', registers: r });
+    this.cacheSyncPending = new client.Gauge({ name: 'dbaudit_cache_sync_pending', help: 'Cached events not yet acknowledged by a gateway.', registers: r });
+    this.cacheDropped = new client.Counter({ name: 'dbaudit_cache_dropped_events_total', help: 'Events dropped from the cache by policy (size, age).', labelNames: ['reason'], registers: r });
+    this.cacheCorrupt = new client.Counter({ name: 'dbaudit_cache_corrupt_records_total', help: 'Cache records that could not be read or decrypted.', registers: r });
+    this.cacheWriteErrors = new client.Counter({ name: 'dbaudit_cache_write_errors_total', help: 'Failed writes to the local cache.', registers: r });
+    this.eventLag = new client.Gauge({ name: 'dbaudit_event_lag_seconds', help: 'Age of the oldest event not yet acknowledged by a gateway.', registers: r });
+    this.apiRequests = new client.Counter({ name: 'dbaudit_api_requests_total', help: 'Requests to the gateway API, by endpoint and HTTP-style status.', labelNames: ['endpoint', 'status'], registers: r });
+    this.apiLatency = new client.Histogram({ name: 'dbaudit_api_latency_seconds', help: 'Gateway API round-trip time.', labelNames: ['endpoint'], buckets: LATENCY_BUCKETS, registers: r });
+    this.dbConnectionsActive = new client.Gauge({ name: 'dbaudit_database_connections_active', help: 'Client sessions currently proxied to the database.', registers: r });
+    this.dbConnectionsTotal = new client.Counter({ name: 'dbaudit_database_connections_total', help: 'Client sessions accepted.', registers: r });
+    this.dbConnectionErrors = new client.Counter({ name: 'dbaudit_database_connections_errors_total', help: 'Failures connecting to or talking with the database.', labelNames: ['reason'], registers: r });
+    this.anomalies = new client.Counter({ name: 'dbaudit_protocol_anomalies_total', help: 'Wire traffic the decoder could not follow.', labelNames: ['protocol', 'reason'], registers: r });
+    this.bytesForwarded = new client.Counter({ name: 'dbaudit_bytes_forwarded_total', help: 'Bytes forwarded, by direction.', labelNames: ['direction'], registers: r });
+    this.limitRejections = new client.Counter({ name: 'dbaudit_limit_rejections_total', help: 'Connections or statements refused by a configured limit.', labelNames: ['limit'], registers: r });
+    this.eventBufferUtilization = new client.Gauge({ name: 'dbaudit_event_buffer_utilization_ratio', help: 'Fill of the in-memory event buffer ahead of the cache (0..1).', registers: r });
+  }
+
+  /** The `database` label for a database name: the first MAX_DATABASE_LABELS names as they are, then "other". */
+  databaseLabel(name: string): string {
+    if (this.#databases.has(name)) return name;
+    if (this.#databases.size >= MAX_DATABASE_LABELS) return 'other';
+    this.#databases.add(name);
+    return name;
+  }
+}
+
+export class GatewayMetrics {
+  readonly registry = new client.Registry();
+  readonly eventsStored: client.Counter;
+  readonly eventsDuplicate: client.Counter;
+  readonly eventsRejected: client.Counter<'reason'>;
+  readonly apiRequests: client.Counter<'endpoint' | 'status'>;
+  readonly apiLatency: client.Histogram<'endpoint'>;
+  readonly authFailures: client.Counter;
+  readonly trailGaps: client.Gauge;
+  readonly trailChainBreaks: client.Counter;
+  readonly replicationPending: client.Gauge;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const r = [this.registry];
+    if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
+    this.eventsStored = new client.Counter({ name: 'dbaudit_gateway_events_stored_total', help: 'Events newly stored.', registers: r });
+    this.eventsDuplicate = new client.Counter({ name: 'dbaudit_gateway_events_duplicate_total', help: 'Events received again and not stored twice.', registers: r });
+    this.eventsRejected = new client.Counter({ name: 'dbaudit_gateway_events_rejected_total', help: 'Events or batches refused as malformed.', labelNames: ['reason'], registers: r });
+    this.apiRequests = new client.Counter({ name: 'dbaudit_api_requests_total', help: 'API requests served, by endpoint and HTTP-style status.', labelNames: ['endpoint', 'status'], registers: r });
+    this.apiLatency = new client.Histogram({ name: 'dbaudit_api_latency_seconds', help: 'Time to serve an API request.', labelNames: ['endpoint'], buckets: LATENCY_BUCKETS, registers: r });
+    this.authFailures = new client.Counter({ name: 'dbaudit_gateway_auth_failures_total', help: 'Callers refused for missing or invalid credentials.', registers: r });
+    this.trailGaps = new client.Gauge({ name: 'dbaudit_trail_gaps', help: 'Sequence ranges missing without a loss event, over all collector epochs.', registers: r });
+    this.trailChainBreaks = new client.Counter({ name: 'dbaudit_trail_chain_breaks_total', help: 'Events whose chain hash did not verify.', registers: r });
+    this.replicationPending = new client.Gauge({ name: 'dbaudit_replication_pending', help: 'Stored events not yet acknowledged by the DR peer.', registers: r });
+  }
+}

@@ -1,0 +1,42 @@
+import type { Clock } from '../lib/clock.js';
+import type { AuditEvent, SessionMeta } from './events.js';
+
+/**
+ * The contract between the connection (sockets) and a protocol's session
+ * tracker (PostgreSQL, MySQL). The connection forwards bytes first, then
+ * hands the same bytes to the tracker; the tracker frames and decodes them
+ * and emits events. A tracker does no I/O, never throws out of these
+ * methods, and never holds on to a chunk after the call returns (views are
+ * only valid during the call: copy what you keep).
+ */
+export interface TrackerOptions {
+  meta: SessionMeta;
+  emit: (ev: AuditEvent) => void;
+  clock: Clock;
+  /** `literals`: constants replaced by placeholders; `none`: text as sent (passwords are always removed). */
+  redact: 'literals' | 'none';
+  logParameters: boolean;
+  /** Statement text longer than this is cut in the event (marked truncated, with its original length). */
+  maxStatementBytes: number;
+  /** Counts anomalies by reason, for metrics; optional. */
+  onAnomaly?: (reason: string) => void;
+}
+
+/** A tracker emits session_start (from `meta`, TLS already settled) when it is constructed. */
+export interface SessionTracker {
+  /** Bytes the client sent, already forwarded to the server. */
+  clientData(chunk: Buffer): void;
+  /** Bytes the server sent, already forwarded (or about to be) to the client. */
+  serverData(chunk: Buffer): void;
+  /**
+   * The connection is over. Emits whatever is pending (statements that were
+   * sent but never completed are recorded with reason "connection closed")
+   * and the session_end event. `reason` is e.g. "client_terminate",
+   * "client_disconnect", "server_disconnect", "upstream_error", "shutdown".
+   */
+  end(reason: string, detail?: string): void;
+  /** False once the tracker gave up on the session (out of sync, over a limit); bytes still flow. */
+  readonly decoding: boolean;
+  /** The session's shared fields (user, database… as learnt so far). */
+  readonly meta: SessionMeta;
+}
