@@ -13,6 +13,8 @@ export const EventKind = {
   Statement: 'statement',
   SessionEnd: 'session_end',
   Anomaly: 'anomaly',
+  /** A query-cancel request (PostgreSQL CancelRequest, MySQL KILL QUERY arrives as a statement). */
+  Cancel: 'cancel',
   Loss: 'loss',
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
