@@ -55,7 +55,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.cache.encryption.read_key_files', kind: 'list', default: [], help: 'older keys still accepted for reading' },
   { key: 'collector.cache.sync.rate_limit', kind: 'int', default: 10000, min: 1, help: 'events per second replayed after reconnection' },
   { key: 'collector.cache.sync.order', kind: 'string', default: 'newest_first', allowed: ['newest_first', 'oldest_first'], help: 'replay order of the backlog' },
-  { key: 'collector.cache.sync.commit_interval', kind: 'duration', default: '2ms', help: 'group-commit window of the cache' },
+  { key: 'collector.cache.sync.commit_interval', kind: 'duration', default: '0ms', help: 'extra wait to gather a group commit (0: commit as soon as the previous one is done)' },
   { key: 'collector.retry.max_attempts', kind: 'int', default: 10, min: 1, help: 'attempts on one gateway before failing over' },
   { key: 'collector.retry.initial_delay', kind: 'duration', default: '1s', help: 'first retry delay' },
   { key: 'collector.retry.max_delay', kind: 'duration', default: '5m', help: 'longest retry delay' },
