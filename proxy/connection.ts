@@ -1,0 +1,321 @@
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Clock } from '../lib/clock.js';
+import { AuditError, ErrorCode } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import type { CollectorMetrics } from '../lib/metrics.js';
+import { EventKind, makeEvent, newSessionMeta, type AuditEvent } from './events.js';
+import type { NegotiateContext, ProtocolHandler } from './protocol-handler.js';
+import type { SessionTracker } from './protocol.js';
+import type { AuditSink } from './sink.js';
+
+export interface ConnectionDeps {
+  handler: ProtocolHandler;
+  sink: AuditSink;
+  clock: Clock;
+  logger: Logger;
+  metrics: CollectorMetrics;
+  serverAddress: string;
+  redact: 'literals' | 'none';
+  logParameters: boolean;
+  maxStatementBytes: number;
+  startupTimeoutMs: number;
+  idleTimeoutMs: number;
+  serverTls: boolean;
+  upstreamTlsMode: NegotiateContext['upstreamTlsMode'];
+  upgradeClient: NegotiateContext['upgradeClient'];
+  connectUpstream: NegotiateContext['connectUpstream'];
+  upgradeServer: NegotiateContext['upgradeServer'];
+  onClose: (conn: ProxyConnection) => void;
+}
+
+/**
+ * One client session: the client socket, its database socket, and the
+ * tracker that watches both. Bytes are forwarded as they arrive; the
+ * tracker sees them right after. Server bytes that complete a statement
+ * are held until the statement's event is durable, so that no client ever
+ * sees a result whose audit record a crash could lose. Every way a session
+ * ends goes through `destroy`, which ends the tracker exactly once.
+ */
+export class ProxyConnection {
+  readonly #deps: ConnectionDeps;
+  #client: Duplex;
+  #server: Duplex | undefined;
+  #tracker: SessionTracker | undefined;
+  #log: Logger;
+  #closed = false;
+  #clientEnded = false;
+  #serverEnded = false;
+  #endReason: string | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #lastTicket: number;
+  /** Server chunks waiting for their events to become durable, in order. */
+  #held: Buffer[] = [];
+  #holding = false;
+  #serverPausedForClient = false;
+  readonly clientAddress: string;
+  readonly #startedAt: number;
+
+  constructor(socket: Socket, deps: ConnectionDeps) {
+    this.#deps = deps;
+    this.#client = socket;
+    this.clientAddress = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.#startedAt = deps.clock.now();
+    this.#log = deps.logger.child({ client: this.clientAddress, proto: deps.handler.name });
+    this.#lastTicket = deps.sink.lastTicket;
+    socket.setNoDelay(true);
+    socket.on('error', this.#onClientError);
+    socket.on('close', this.#onClientClose);
+    this.#timer = setTimeout(this.#onStartupTimeout, deps.startupTimeoutMs);
+    this.#timer.unref();
+    void this.#start();
+  }
+
+  get tracker(): SessionTracker | undefined {
+    return this.#tracker;
+  }
+
+  async #start(): Promise<void> {
+    const d = this.#deps;
+    let negotiated;
+    try {
+      negotiated = await d.handler.negotiate({
+        client: this.#client,
+        serverTls: d.serverTls,
+        upstreamTlsMode: d.upstreamTlsMode,
+        upgradeClient: d.upgradeClient,
+        connectUpstream: async () => {
+          const s = await d.connectUpstream();
+          this.#server = s;
+          return s;
+        },
+        upgradeServer: d.upgradeServer,
+      });
+    } catch (err) {
+      this.#failNegotiation(err);
+      return;
+    }
+    if (this.#closed) {
+      negotiated.server.destroy();
+      return;
+    }
+    this.#client = negotiated.client;
+    this.#server = negotiated.server;
+    const meta = newSessionMeta(d.handler.name, this.clientAddress, d.serverAddress, this.#startedAt);
+    meta.tls = negotiated.tls;
+    this.#log = this.#log.child({ session: meta.sessionId });
+    this.#tracker = d.handler.createTracker({
+      meta,
+      emit: this.#emit,
+      clock: d.clock,
+      redact: d.redact,
+      logParameters: d.logParameters,
+      maxStatementBytes: d.maxStatementBytes,
+      onAnomaly: this.#onAnomaly,
+    });
+    this.#log.debug({ tls: negotiated.tls, upstreamTls: negotiated.upstreamTls }, 'session started');
+
+    const client = this.#client;
+    const server = this.#server;
+    client.on('data', this.#onClientData);
+    client.on('end', this.#onClientEnd);
+    client.on('drain', this.#onClientDrain);
+    client.on('error', this.#onClientError);
+    client.on('close', this.#onClientClose);
+    server.on('data', this.#onServerData);
+    server.on('end', this.#onServerEnd);
+    server.on('drain', this.#onServerDrain);
+    server.on('error', this.#onServerError);
+    server.on('close', this.#onServerClose);
+    this.#clearTimer();
+    if (d.idleTimeoutMs > 0) {
+      this.#timer = setTimeout(this.#onIdleTimeout, d.idleTimeoutMs);
+      this.#timer.unref();
+    }
+
+    if (negotiated.serverFirst && negotiated.serverFirst.length > 0) this.#onServerData(negotiated.serverFirst);
+    if (negotiated.clientFirst.length > 0) this.#onClientData(negotiated.clientFirst);
+    client.resume();
+    server.resume();
+  }
+
+  #failNegotiation(err: unknown): void {
+    const d = this.#deps;
+    const e = AuditError.from(err, ErrorCode.Protocol);
+    if (this.#closed) return;
+    if (e.code === ErrorCode.Closed) {
+      this.#log.debug('client left during negotiation');
+      this.destroy('client_disconnect');
+      return;
+    }
+    const upstream = e.code === ErrorCode.Upstream || (this.#server !== undefined && e.code !== ErrorCode.Protocol) || isConnectError(err);
+    if (upstream) {
+      d.metrics.dbConnectionErrors.inc({ reason: 'connect' });
+      this.#log.warn({ err: e.message }, 'cannot reach the database');
+      this.#client.write(d.handler.fatalError('unavailable', 'the database is not reachable through the audit proxy'));
+    } else {
+      d.metrics.anomalies.inc({ protocol: d.handler.name, reason: 'negotiation' });
+      this.#log.warn({ err: e.message }, 'bad connection start');
+      this.#client.write(d.handler.fatalError('protocol', 'invalid connection start'));
+    }
+    this.destroy(upstream ? 'upstream_error' : 'protocol_error', e.message);
+  }
+
+  readonly #emit = (ev: AuditEvent): void => {
+    this.#lastTicket = this.#deps.sink.offer(ev);
+  };
+
+  readonly #onAnomaly = (reason: string): void => {
+    this.#deps.metrics.anomalies.inc({ protocol: this.#deps.handler.name, reason });
+    this.#log.warn({ reason }, 'protocol anomaly: decoding stopped for this session, bytes still forwarded');
+  };
+
+  readonly #onClientData = (chunk: Buffer): void => {
+    const server = this.#server!;
+    if (!server.write(chunk)) this.#client.pause();
+    this.#deps.metrics.bytesForwarded.inc({ direction: 'client_to_server' }, chunk.length);
+    this.#tracker!.clientData(chunk);
+    this.#timer?.refresh();
+  };
+
+  readonly #onServerData = (chunk: Buffer): void => {
+    const before = this.#lastTicket;
+    this.#tracker!.serverData(chunk);
+    this.#timer?.refresh();
+    if (this.#holding || this.#lastTicket !== before) {
+      // This chunk completes (or follows) something audited: it waits for the cache.
+      this.#held.push(chunk);
+      if (!this.#holding) {
+        this.#holding = true;
+        this.#server!.pause();
+        this.#deps.sink.whenDurable(this.#lastTicket, this.#onDurable);
+      }
+      return;
+    }
+    this.#forwardToClient(chunk);
+  };
+
+  readonly #onDurable = (err?: Error): void => {
+    if (err && !this.#deps.sink.accepting) {
+      // on_cache_failure: block — the result is not released; the session is refused.
+      this.#log.error({ err: err.message }, 'cache cannot write and on_cache_failure is block: closing session');
+      this.#client.write(this.#deps.handler.fatalError('cache_unavailable', 'the audit cache cannot record this session'));
+      this.destroy('cache_failure', err.message);
+      return;
+    }
+    const held = this.#held;
+    this.#held = [];
+    this.#holding = false;
+    for (const chunk of held) this.#forwardToClient(chunk);
+    if (!this.#closed && !this.#serverPausedForClient) this.#server?.resume();
+    if (this.#serverEnded && !this.#closed) this.#client.end();
+  };
+
+  #forwardToClient(chunk: Buffer): void {
+    if (this.#closed) return;
+    this.#deps.metrics.bytesForwarded.inc({ direction: 'server_to_client' }, chunk.length);
+    if (!this.#client.write(chunk)) {
+      this.#serverPausedForClient = true;
+      this.#server!.pause();
+    }
+  }
+
+  readonly #onClientDrain = (): void => {
+    this.#serverPausedForClient = false;
+    if (!this.#holding) this.#server?.resume();
+  };
+
+  readonly #onServerDrain = (): void => {
+    this.#client.resume();
+  };
+
+  readonly #onClientEnd = (): void => {
+    this.#clientEnded = true;
+    this.#endReason ??= 'client_disconnect';
+    this.#server?.end();
+    if (this.#serverEnded) this.destroy(this.#endReason);
+  };
+
+  readonly #onServerEnd = (): void => {
+    this.#serverEnded = true;
+    this.#endReason ??= 'server_disconnect';
+    if (!this.#holding) this.#client.end();
+    if (this.#clientEnded) this.destroy(this.#endReason);
+  };
+
+  readonly #onClientError = (err: Error): void => {
+    this.#log.debug({ err: err.message }, 'client socket error');
+    this.destroy('client_disconnect', err.message);
+  };
+
+  readonly #onServerError = (err: Error): void => {
+    this.#deps.metrics.dbConnectionErrors.inc({ reason: 'io' });
+    this.#log.warn({ err: err.message }, 'database socket error');
+    this.destroy('upstream_error', err.message);
+  };
+
+  readonly #onClientClose = (): void => {
+    this.destroy(this.#endReason ?? 'client_disconnect');
+  };
+
+  readonly #onServerClose = (): void => {
+    if (this.#holding) {
+      this.#serverEnded = true;
+      this.#endReason ??= 'server_disconnect';
+      return; // the held bytes go out first, then the client is ended
+    }
+    this.destroy(this.#endReason ?? 'server_disconnect');
+  };
+
+  readonly #onStartupTimeout = (): void => {
+    this.#deps.metrics.limitRejections.inc({ limit: 'startup_timeout' });
+    this.#log.info('startup did not finish in time');
+    if (!this.#tracker) this.#client.write(this.#deps.handler.fatalError('timeout', 'connection startup timed out'));
+    this.destroy('startup_timeout');
+  };
+
+  readonly #onIdleTimeout = (): void => {
+    this.#deps.metrics.limitRejections.inc({ limit: 'idle_timeout' });
+    this.#client.write(this.#deps.handler.fatalError('timeout', 'session idle for too long'));
+    this.destroy('idle_timeout');
+  };
+
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Ends the session once: both sockets closed, the tracker told why, the listener told it is gone. */
+  destroy(reason: string, detail?: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#clearTimer();
+    this.#client.destroy();
+    this.#server?.destroy();
+    if (this.#tracker) {
+      this.#tracker.end(reason, detail);
+    } else if (reason === 'upstream_error' || reason === 'startup_timeout' || reason === 'protocol_error') {
+      // Nothing was decoded, but an attempt that failed is still audited.
+      const meta = newSessionMeta(this.#deps.handler.name, this.clientAddress, this.#deps.serverAddress, this.#startedAt);
+      const ev = makeEvent(EventKind.SessionEnd, meta, this.#deps.clock.now());
+      ev.reason = reason;
+      ev.detail = detail ?? '';
+      ev.durationUs = BigInt(Math.max(0, this.#deps.clock.now() - this.#startedAt) * 1000);
+      this.#deps.sink.offer(ev);
+    }
+    this.#log.debug({ reason }, 'session ended');
+    this.#deps.onClose(this);
+  }
+
+  /** Closes the session with a protocol-level error (used on shutdown after the grace period). */
+  terminate(message: string): void {
+    if (this.#closed) return;
+    this.#client.write(this.#deps.handler.fatalError('unavailable', message));
+    this.destroy('shutdown');
+  }
+}
+
+function isConnectError(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENOTFOUND' || code === 'ECONNRESET';
+}

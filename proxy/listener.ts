@@ -1,0 +1,203 @@
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import type { Clock } from '../lib/clock.js';
+import { parseAddress, type Config } from '../lib/config.js';
+import { AuditError, ErrorCode } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import type { CollectorMetrics } from '../lib/metrics.js';
+import { ProxyConnection } from './connection.js';
+import type { ProtocolHandler } from './protocol-handler.js';
+import type { AuditSink } from './sink.js';
+
+export interface ListenerDeps {
+  config: Config;
+  handler: ProtocolHandler;
+  sink: AuditSink;
+  clock: Clock;
+  logger: Logger;
+  metrics: CollectorMetrics;
+}
+
+const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * The TCP listener applications connect to: accepts, enforces the
+ * connection limit, and gives each client a ProxyConnection with the TLS
+ * and upstream settings it needs.
+ */
+export class ProxyListener {
+  readonly #deps: ListenerDeps;
+  readonly #server: net.Server;
+  readonly #connections = new Set<ProxyConnection>();
+  #serverContext: tls.SecureContext | undefined;
+  #upstreamCa: Buffer | undefined;
+  #address = '';
+  #accepting = true;
+
+  constructor(deps: ListenerDeps) {
+    this.#deps = deps;
+    this.#loadTls();
+    this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
+  }
+
+  #loadTls(): void {
+    const c = this.#deps.config.collector;
+    if (c.tls.cert_file || c.tls.key_file) {
+      if (!c.tls.cert_file || !c.tls.key_file) throw new AuditError(ErrorCode.Config, 'config collector.tls: cert_file and key_file must both be set');
+      try {
+        this.#serverContext = tls.createSecureContext({
+          cert: readFileSync(c.tls.cert_file),
+          key: readFileSync(c.tls.key_file),
+          minVersion: c.tls.min_version,
+          ...(c.tls.ciphers ? { ciphers: c.tls.ciphers } : {}),
+        });
+      } catch (err) {
+        throw AuditError.from(err, ErrorCode.Config, 'config collector.tls: cannot load certificate or key');
+      }
+    }
+    if (c.upstream_tls.ca_file) {
+      try {
+        this.#upstreamCa = readFileSync(c.upstream_tls.ca_file);
+      } catch (err) {
+        throw AuditError.from(err, ErrorCode.Config, 'config collector.upstream_tls.ca_file');
+      }
+    }
+    if (c.upstream_tls.mode === 'verify-full' && !this.#upstreamCa) {
+      this.#deps.logger.info('upstream_tls.mode verify-full without ca_file: the system CA store is used');
+    }
+  }
+
+  listen(address: string): Promise<string> {
+    const addr = parseAddress(address);
+    if (!addr) throw new AuditError(ErrorCode.Config, `config collector.listen: invalid value ${JSON.stringify(address)}; expected host:port`);
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(addr.port, addr.host, () => {
+        this.#server.off('error', reject);
+        const a = this.#server.address() as net.AddressInfo;
+        this.#address = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+        resolve(this.#address);
+      });
+    });
+  }
+
+  get address(): string {
+    return this.#address;
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  #accept(socket: net.Socket): void {
+    const d = this.#deps;
+    const c = d.config.collector;
+    if (!this.#accepting || this.#connections.size >= c.limits.max_connections) {
+      const reason = this.#accepting ? 'max_connections' : 'shutting_down';
+      d.metrics.limitRejections.inc({ limit: reason });
+      socket.on('error', () => {});
+      socket.end(d.handler.fatalError(this.#accepting ? 'too_many_connections' : 'unavailable', this.#accepting ? 'too many connections to the audit proxy' : 'the audit proxy is shutting down'));
+      socket.destroySoon();
+      return;
+    }
+    const upstream = parseAddress(c.upstream)!;
+    const conn = new ProxyConnection(socket, {
+      handler: d.handler,
+      sink: d.sink,
+      clock: d.clock,
+      logger: d.logger,
+      metrics: d.metrics,
+      serverAddress: c.upstream,
+      redact: d.config.audit.redact,
+      logParameters: d.config.audit.log_parameters,
+      maxStatementBytes: c.limits.max_statement_bytes,
+      startupTimeoutMs: c.limits.startup_timeout,
+      idleTimeoutMs: c.limits.idle_timeout,
+      serverTls: this.#serverContext !== undefined,
+      upstreamTlsMode: c.upstream_tls.mode,
+      upgradeClient: (s, leftover) => this.#upgradeClient(s, leftover),
+      connectUpstream: () => connectTcp(upstream.host, upstream.port),
+      upgradeServer: (s) => this.#upgradeServer(s, upstream.host),
+      onClose: (cn) => {
+        if (this.#connections.delete(cn)) d.metrics.dbConnectionsActive.dec();
+      },
+    });
+    this.#connections.add(conn);
+    d.metrics.dbConnectionsActive.inc();
+    d.metrics.dbConnectionsTotal.inc();
+  }
+
+  #upgradeClient(socket: Duplex, leftover: Buffer): Promise<Duplex> {
+    if (leftover.length > 0) socket.unshift(leftover);
+    const secure = new tls.TLSSocket(socket as net.Socket, { isServer: true, secureContext: this.#serverContext });
+    return new Promise((resolve, reject) => {
+      secure.once('secure', () => {
+        secure.off('error', reject);
+        resolve(secure);
+      });
+      secure.once('error', reject);
+    });
+  }
+
+  #upgradeServer(socket: Duplex, host: string): Promise<Duplex> {
+    const c = this.#deps.config.collector.upstream_tls;
+    const verify = c.mode === 'verify-full';
+    return new Promise((resolve, reject) => {
+      const secure = tls.connect({
+        socket: socket as net.Socket,
+        servername: c.server_name ?? (net.isIP(host) ? undefined : host),
+        ca: this.#upstreamCa,
+        rejectUnauthorized: verify,
+        checkServerIdentity: verify ? (name, cert) => tls.checkServerIdentity(c.server_name ?? host, cert) : () => undefined,
+        minVersion: 'TLSv1.2',
+      });
+      secure.once('secureConnect', () => {
+        secure.off('error', reject);
+        resolve(secure);
+      });
+      secure.once('error', (err) => reject(new AuditError(ErrorCode.Upstream, `TLS to the database failed: ${err.message}`, { cause: err })));
+    });
+  }
+
+  /** Stops accepting; existing sessions continue. */
+  stopAccepting(): Promise<void> {
+    this.#accepting = false;
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** Waits up to `graceMs` for open sessions to finish, then closes the rest with a protocol-level error. */
+  async drain(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.#connections.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const conn of [...this.#connections]) conn.terminate('the audit proxy is shutting down');
+  }
+
+  async close(): Promise<void> {
+    await this.stopAccepting();
+    for (const conn of [...this.#connections]) conn.destroy('shutdown');
+  }
+}
+
+function connectTcp(host: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port, noDelay: true, allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new AuditError(ErrorCode.Upstream, `connecting to the database at ${host}:${port} timed out`));
+    }, UPSTREAM_CONNECT_TIMEOUT_MS);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.off('error', onError);
+      resolve(s);
+    });
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      reject(new AuditError(ErrorCode.Upstream, `cannot connect to the database at ${host}:${port}: ${err.message}`, { cause: err }));
+    };
+    s.once('error', onError);
+  });
+}

@@ -1,0 +1,86 @@
+import { toBinary } from '@bufbuild/protobuf';
+import { AuditEventSchema } from '../proto/gen/audit/v1/event_pb.js';
+import type { EventCache } from '../cache/wal.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import type { CollectorMetrics } from '../lib/metrics.js';
+import { EventKind, type AuditEvent } from './events.js';
+import type { AuditSink } from './sink.js';
+
+export interface PipelineOptions {
+  cache: EventCache;
+  collectorId: string;
+  clock: Clock;
+  logger: Logger;
+  metrics: CollectorMetrics;
+  onCacheFailure: 'forward' | 'block';
+  /** Told each time new events became durable, so the shipper can send them. */
+  onDurable?: () => void;
+}
+
+/**
+ * The AuditSink behind every session: stamps each event with the
+ * collector's identity, cache epoch and gap-free sequence number, encodes
+ * it once, and appends it to the cache. Durability is the cache's group
+ * commit; the pipeline only counts and relays it.
+ */
+export class EventPipeline implements AuditSink {
+  readonly #o: PipelineOptions;
+  #ticket = 0;
+  #accepting = true;
+  #lastFailureLogged = 0;
+
+  constructor(opts: PipelineOptions) {
+    this.#o = opts;
+  }
+
+  get lastTicket(): number {
+    return this.#ticket;
+  }
+
+  get accepting(): boolean {
+    return this.#accepting || this.#o.onCacheFailure === 'forward';
+  }
+
+  offer(ev: AuditEvent): number {
+    const o = this.#o;
+    const seq = o.cache.reserveSeq();
+    ev.collectorId = o.collectorId;
+    ev.epoch = o.cache.epoch;
+    ev.seq = seq;
+    const bytes = toBinary(AuditEventSchema, ev);
+    const timeMs = ev.time ? Number(ev.time.seconds) * 1000 + Math.floor(ev.time.nanos / 1e6) : o.clock.now();
+    const ticket = o.cache.append(seq, bytes, timeMs);
+    this.#ticket = ticket;
+    const isError = ev.errorCode !== '' || ev.kind === EventKind.LoginFailure || ev.kind === EventKind.Anomaly;
+    o.metrics.eventsProcessed.inc({ database: o.metrics.databaseLabel(ev.database || 'unknown'), status: isError ? 'error' : 'success' });
+    const started = o.clock.monoMicros();
+    o.cache.whenDurable(ticket, (err) => {
+      if (err) {
+        this.#cacheFailed(err);
+        return;
+      }
+      if (!this.#accepting) {
+        this.#accepting = true;
+        o.logger.info('cache accepts writes again');
+      }
+      o.metrics.eventLatency.observe((o.clock.monoMicros() - started) / 1e6);
+      o.onDurable?.();
+    });
+    return ticket;
+  }
+
+  whenDurable(ticket: number, cb: (err?: Error) => void): void {
+    this.#o.cache.whenDurable(ticket, cb);
+  }
+
+  #cacheFailed(err: Error): void {
+    const o = this.#o;
+    this.#accepting = false;
+    const now = o.clock.now();
+    if (now - this.#lastFailureLogged > 10_000) {
+      this.#lastFailureLogged = now;
+      o.logger.error({ err: err.message, policy: o.onCacheFailure }, 'cache write failed');
+    }
+  }
+}

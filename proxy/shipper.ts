@@ -1,0 +1,314 @@
+import * as grpc from '@grpc/grpc-js';
+import { create } from '@bufbuild/protobuf';
+import type { EventCache, CachedRecord } from '../cache/wal.js';
+import { RateLimiter } from '../cache/rate.js';
+import type { Clock } from '../lib/clock.js';
+import { httpStatusOf, IngestClient, MAX_MESSAGE_BYTES } from '../lib/grpc.js';
+import type { Logger } from '../lib/log.js';
+import type { CollectorMetrics } from '../lib/metrics.js';
+import { EventBatchSchema, type BatchAck } from '../proto/gen/audit/v1/ingest_pb.js';
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  initialDelayMs: number;
+  maxDelayMs: number;
+  multiplier: number;
+}
+
+export interface ShipperOptions {
+  cache: EventCache;
+  collectorId: string;
+  endpoints: readonly string[];
+  retry: RetryPolicy;
+  batchSize: number;
+  syncRate: number;
+  syncOrder: 'newest_first' | 'oldest_first';
+  clock: Clock;
+  logger: Logger;
+  metrics: CollectorMetrics;
+  credentials?: grpc.ChannelCredentials;
+  /** Batches sent and not yet acknowledged, at most. */
+  window?: number;
+}
+
+interface InFlight {
+  seqs: bigint[];
+  sentAt: number;
+}
+
+/** State of one stream to one gateway; a new one for every (re)connection. */
+interface Session {
+  call: grpc.ClientDuplexStream<unknown, BatchAck>;
+  inflight: Map<bigint, InFlight>;
+  nextBatchId: bigint;
+  /** Highest seq sent live on this stream; records above it are new. */
+  liveCursor: bigint;
+  /** Records at or below this seq were in the cache when the stream opened: the backlog. */
+  boundary: bigint;
+  /** Backlog position: exclusive lower (oldest_first) or upper (newest_first) bound still to send. */
+  backlogCursor: bigint;
+  backlogDone: boolean;
+}
+
+/**
+ * Ships cached events to a gateway over one gRPC bidirectional stream:
+ * batches out, acknowledgements back; a record leaves the cache only when
+ * acknowledged. New events go first; what was cached before the stream
+ * opened (the backlog of an outage) is replayed behind them at
+ * `sync.rate_limit` in `sync.order`. On any stream failure everything
+ * unacknowledged is simply sent again on the next stream (the gateway
+ * deduplicates by event_id). Retries back off with jitter and move to the
+ * next endpoint after `retry.max_attempts`.
+ */
+export class Shipper {
+  readonly #o: ShipperOptions;
+  readonly #limiter: RateLimiter;
+  readonly #window: number;
+  #endpointIndex = 0;
+  #attempts = 0;
+  #client: grpc.Client | undefined;
+  #session: Session | undefined;
+  #pumping = false;
+  #pumpAgain = false;
+  #stopped = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #backlogTimer: NodeJS.Timeout | undefined;
+  #lastLatencyMs = -1;
+  #lastError = '';
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(opts: ShipperOptions) {
+    if (opts.endpoints.length === 0) throw new Error('shipper needs at least one gateway endpoint');
+    this.#o = opts;
+    this.#limiter = new RateLimiter(opts.syncRate, opts.clock);
+    this.#window = opts.window ?? 4;
+  }
+
+  start(): void {
+    this.#connect();
+  }
+
+  get connected(): boolean {
+    return this.#session !== undefined;
+  }
+
+  get endpoint(): string {
+    return this.#o.endpoints[this.#endpointIndex];
+  }
+
+  /** Last batch round trip in ms (-1 before the first ack). */
+  get latencyMs(): number {
+    return this.#lastLatencyMs;
+  }
+
+  get lastError(): string {
+    return this.#lastError;
+  }
+
+  /** New durable records are in the cache. */
+  notify(): void {
+    if (this.#session) void this.#pump();
+  }
+
+  #connect(): void {
+    if (this.#stopped) return;
+    const o = this.#o;
+    const target = this.endpoint;
+    this.#client?.close();
+    const client = new IngestClient(target, o.credentials ?? grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.initial_reconnect_backoff_ms': 200,
+    });
+    this.#client = client;
+    client.waitForReady(Date.now() + 5_000, (err) => {
+      if (this.#stopped || this.#client !== client) return;
+      if (err) {
+        this.#failed(`gateway ${target} not reachable: ${err.message}`, grpc.status.UNAVAILABLE);
+        return;
+      }
+      this.#open(client);
+    });
+  }
+
+  #open(client: grpc.Client): void {
+    const o = this.#o;
+    const call = (client as unknown as { stream(): grpc.ClientDuplexStream<unknown, BatchAck> }).stream();
+    const boundary = o.cache.durableSeq;
+    const s: Session = {
+      call,
+      inflight: new Map(),
+      nextBatchId: 1n,
+      liveCursor: boundary,
+      boundary,
+      backlogCursor: o.syncOrder === 'newest_first' ? boundary + 1n : 0n,
+      backlogDone: o.cache.stats().events === 0,
+    };
+    this.#session = s;
+    o.logger.info({ gateway: this.endpoint, backlog: o.cache.stats().events }, 'connected to gateway');
+    call.on('data', (ack: BatchAck) => this.#onAck(s, ack));
+    call.on('error', (err: grpc.ServiceError) => this.#onStreamError(s, err));
+    call.on('end', () => this.#onStreamError(s, Object.assign(new Error('gateway closed the stream'), { code: grpc.status.UNAVAILABLE }) as grpc.ServiceError));
+    void this.#pump();
+  }
+
+  async #onAck(s: Session, ack: BatchAck): Promise<void> {
+    const o = this.#o;
+    const batch = s.inflight.get(ack.batchId);
+    if (!batch) return;
+    s.inflight.delete(ack.batchId);
+    const seconds = (o.clock.now() - batch.sentAt) / 1000;
+    this.#lastLatencyMs = seconds * 1000;
+    o.metrics.apiRequests.inc({ endpoint: 'events', status: '200' });
+    o.metrics.apiLatency.observe({ endpoint: 'events' }, seconds);
+    if (ack.rejected > 0) {
+      o.logger.error({ rejected: ack.rejected, error: ack.error }, 'gateway rejected events as malformed; they are not retried');
+    }
+    this.#attempts = 0;
+    try {
+      await o.cache.ack(batch.seqs);
+    } catch (err) {
+      o.logger.error({ err: (err as Error).message }, 'cannot remove acknowledged events from the cache; they will be sent again');
+    }
+    this.#settleIdle();
+    if (this.#session === s) void this.#pump();
+  }
+
+  #onStreamError(s: Session, err: grpc.ServiceError): void {
+    if (this.#session !== s) return;
+    this.#session = undefined;
+    s.call.removeAllListeners();
+    s.call.on('error', () => {});
+    s.call.cancel();
+    if (this.#stopped) return;
+    this.#failed(`stream to gateway ${this.endpoint} failed: ${err.message}`, err.code ?? grpc.status.UNAVAILABLE);
+  }
+
+  #failed(message: string, code: grpc.status): void {
+    const o = this.#o;
+    o.metrics.apiRequests.inc({ endpoint: 'events', status: httpStatusOf(code) });
+    this.#lastError = message;
+    this.#attempts++;
+    if (this.#attempts >= o.retry.maxAttempts && o.endpoints.length > 1) {
+      this.#endpointIndex = (this.#endpointIndex + 1) % o.endpoints.length;
+      this.#attempts = 0;
+      o.logger.warn({ next: this.endpoint }, 'failing over to the next gateway endpoint');
+    }
+    const base = Math.min(o.retry.maxDelayMs, o.retry.initialDelayMs * o.retry.multiplier ** Math.max(0, this.#attempts - 1));
+    // Jitter: somewhere in the upper half, so replicas that lost the same gateway do not return in lockstep.
+    const delay = code === grpc.status.RESOURCE_EXHAUSTED ? Math.max(base, 1000) : base / 2 + Math.random() * (base / 2);
+    o.logger.warn({ err: message, attempt: this.#attempts, retryInMs: Math.round(delay) }, 'gateway unavailable; events stay in the cache');
+    this.#retryTimer = setTimeout(() => this.#connect(), delay);
+    this.#retryTimer.unref();
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#pumpAgain = false;
+        await this.#fill();
+      } while (this.#pumpAgain);
+    } catch (err) {
+      this.#o.logger.error({ err: (err as Error).message }, 'reading the cache for shipping failed');
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  async #fill(): Promise<void> {
+    const o = this.#o;
+    for (;;) {
+      const s = this.#session;
+      if (!s || s.inflight.size >= this.#window) return;
+      // Live first: everything cached since this stream opened.
+      const live = await o.cache.scan({ order: 'oldest_first', afterSeq: s.liveCursor, limit: o.batchSize });
+      if (this.#session !== s) return;
+      if (live.length > 0) {
+        s.liveCursor = live[live.length - 1].seq;
+        this.#send(s, live);
+        continue;
+      }
+      if (s.backlogDone) return;
+      const granted = this.#limiter.take(o.batchSize);
+      if (granted === 0) {
+        if (!this.#backlogTimer) {
+          this.#backlogTimer = setTimeout(() => {
+            this.#backlogTimer = undefined;
+            void this.#pump();
+          }, Math.max(1, this.#limiter.waitMs(1)));
+          this.#backlogTimer.unref();
+        }
+        return;
+      }
+      const newest = o.syncOrder === 'newest_first';
+      const recs = await o.cache.scan(
+        newest
+          ? { order: 'newest_first', beforeSeq: s.backlogCursor, limit: granted }
+          : { order: 'oldest_first', afterSeq: s.backlogCursor, beforeSeq: s.boundary + 1n, limit: granted },
+      );
+      if (this.#session !== s) return;
+      if (recs.length === 0) {
+        s.backlogDone = true;
+        o.logger.info('backlog replayed');
+        return;
+      }
+      s.backlogCursor = recs[recs.length - 1].seq;
+      this.#send(s, recs);
+    }
+  }
+
+  #send(s: Session, recs: CachedRecord[]): void {
+    const o = this.#o;
+    const batchId = s.nextBatchId++;
+    const batch = create(EventBatchSchema, {
+      batchId,
+      collectorId: o.collectorId,
+      epoch: o.cache.epoch,
+      events: recs.map((r) => r.payload),
+      highestSeq: o.cache.durableSeq,
+    });
+    s.inflight.set(batchId, { seqs: recs.map((r) => r.seq), sentAt: o.clock.now() });
+    s.call.write(batch);
+  }
+
+  #settleIdle(): void {
+    if (this.#o.cache.stats().events > 0) return;
+    const w = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves once the cache is empty (everything acknowledged), or after `timeoutMs`; true if emptied. */
+  waitIdle(timeoutMs: number): Promise<boolean> {
+    if (this.#o.cache.stats().events === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(false), timeoutMs);
+      this.#idleWaiters.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    if (this.#backlogTimer) clearTimeout(this.#backlogTimer);
+    const s = this.#session;
+    this.#session = undefined;
+    if (s) {
+      s.call.removeAllListeners();
+      s.call.on('error', () => {});
+      s.call.end();
+      s.call.cancel();
+    }
+    this.#client?.close();
+  }
+}
