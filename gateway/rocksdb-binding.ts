@@ -1,0 +1,103 @@
+import { createRequire } from 'node:module';
+
+/**
+ * The slice of the `rocksdb` package (an abstract-leveldown 7 store) that
+ * the embedded store uses, typed here and promisified, because the package
+ * ships no type declarations. Keys and values are always Buffers.
+ * @internal
+ */
+
+type Callback<T = void> = (err: Error | null | undefined, value?: T) => void;
+
+interface RawIterator {
+  next(cb: (err: Error | null | undefined, key?: Buffer, value?: Buffer) => void): void;
+  end(cb: Callback): void;
+}
+
+export interface IteratorOptions {
+  gt?: Buffer;
+  gte?: Buffer;
+  lt?: Buffer;
+  lte?: Buffer;
+  reverse?: boolean;
+  limit?: number;
+  keys?: boolean;
+  values?: boolean;
+}
+
+export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+interface RawDb {
+  open(options: { createIfMissing: boolean; errorIfExists: boolean }, cb: Callback): void;
+  close(cb: Callback): void;
+  get(key: Buffer, options: { asBuffer: true; fillCache?: boolean }, cb: Callback<Buffer>): void;
+  getMany(keys: Buffer[], options: { asBuffer: true; fillCache?: boolean }, cb: Callback<(Buffer | undefined)[]>): void;
+  batch(ops: BatchOp[], options: { sync: boolean }, cb: Callback): void;
+  iterator(options: IteratorOptions & { keyAsBuffer: true; valueAsBuffer: true }): RawIterator;
+}
+
+const require = createRequire(import.meta.url);
+const rocksdb = require('rocksdb') as (location: string) => RawDb;
+
+function settle<T>(resolve: (v: T) => void, reject: (e: Error) => void): Callback<T> {
+  return (err, value) => (err ? reject(err) : resolve(value as T));
+}
+
+/** One async iterator over a key range; always call `end()` (or run it to completion with `for await`). */
+export class RangeIterator {
+  readonly #it: RawIterator;
+  #ended = false;
+
+  constructor(it: RawIterator) {
+    this.#it = it;
+  }
+
+  /** The next entry, or undefined at the end of the range. */
+  next(): Promise<{ key: Buffer; value: Buffer } | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#it.next((err, key, value) => {
+        if (err) reject(err);
+        else if (key === undefined) resolve(undefined);
+        else resolve({ key, value: value ?? Buffer.alloc(0) });
+      });
+    });
+  }
+
+  end(): Promise<void> {
+    if (this.#ended) return Promise.resolve();
+    this.#ended = true;
+    return new Promise((resolve, reject) => this.#it.end(settle(resolve, reject)));
+  }
+}
+
+/** A RocksDB database with promise methods. */
+export class RocksDb {
+  readonly #db: RawDb;
+
+  constructor(location: string) {
+    this.#db = rocksdb(location);
+  }
+
+  open(): Promise<void> {
+    return new Promise((resolve, reject) => this.#db.open({ createIfMissing: true, errorIfExists: false }, settle(resolve, reject)));
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => this.#db.close(settle(resolve, reject)));
+  }
+
+  /** Values for `keys` in order, undefined where a key is absent. */
+  getMany(keys: Buffer[]): Promise<(Buffer | undefined)[]> {
+    if (keys.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => this.#db.getMany(keys, { asBuffer: true }, settle(resolve, reject)));
+  }
+
+  /** Applies `ops` atomically; with `sync` the write-ahead log is fsynced before this resolves. */
+  batch(ops: BatchOp[], sync: boolean): Promise<void> {
+    return new Promise((resolve, reject) => this.#db.batch(ops, { sync }, settle(resolve, reject)));
+  }
+
+  iterator(options: IteratorOptions): RangeIterator {
+    return new RangeIterator(this.#db.iterator({ ...options, keyAsBuffer: true, valueAsBuffer: true }));
+  }
+}

@@ -1,0 +1,118 @@
+import * as grpc from '@grpc/grpc-js';
+import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
+import type { Config } from '../lib/config.js';
+import { parseAddress } from '../lib/config.js';
+import { AuditError, ErrorCode } from '../lib/errors.js';
+import { MAX_MESSAGE_BYTES, ingestDefinition, queryDefinition } from '../lib/grpc.js';
+import { silentLogger, type Logger } from '../lib/log.js';
+import { GatewayMetrics } from '../lib/metrics.js';
+import { allowAll, type CallGuard } from './auth.js';
+import { serverCredentials } from './credentials.js';
+import { IngestHandler } from './ingest.js';
+import { QueryHandler } from './query.js';
+import { createStore, type Store } from './store.js';
+
+/**
+ * The gateway: one grpc-js server with the ingest and query services over
+ * one store. Transport security comes from `serverCredentials(config)`,
+ * caller checks from a `CallGuard`; both are seams for TLS, mTLS and
+ * bearer tokens.
+ */
+
+export interface GatewayOptions {
+  config: Config;
+  logger?: Logger;
+  metrics?: GatewayMetrics;
+  /** Called with the events newly stored (never duplicates) after each durable write. */
+  onStored?: (events: AuditEvent[]) => void;
+  /** A store to use instead of the one `gateway.store` names (tests, wrappers). Opened here, closed by `close()`. */
+  store?: Store;
+  /** Admission check for every call; default admits everyone. */
+  guard?: CallGuard;
+}
+
+export interface GatewayHandle {
+  /** The actual host:port listened on (port 0 resolved). */
+  readonly address: string;
+  readonly store: Store;
+  readonly metrics: GatewayMetrics;
+  /** Stops accepting, answers the batches already received, then closes the store. */
+  close(): Promise<void>;
+}
+
+/** How long close() lets open streams finish their received batches before cutting them. */
+const DRAIN_TIMEOUT_MS = 5_000;
+
+/** grpc-js channel options of the server. */
+export const SERVER_OPTIONS: grpc.ServerOptions = {
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  // Ping idle connections so dead collectors are noticed and NAT state stays fresh.
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  // Long-lived ingest streams are the norm; never recycle connections by age.
+  'grpc.max_connection_idle_ms': 0x7fffffff,
+};
+
+function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+function withTimeout(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle> {
+  const { config } = opts;
+  const logger = (opts.logger ?? silentLogger).child({ component: 'gateway' });
+  const metrics = opts.metrics ?? new GatewayMetrics({ defaultMetrics: false });
+  const listen = parseAddress(config.gateway.listen);
+  if (!listen) throw new AuditError(ErrorCode.Config, `config gateway.listen: invalid value ${JSON.stringify(config.gateway.listen)}; expected host:port`);
+  const creds = serverCredentials(config);
+  const guard = opts.guard ?? allowAll;
+
+  const store = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir));
+  await store.open();
+
+  const ingest = new IngestHandler({ store, metrics, logger, guard, onStored: opts.onStored });
+  const query = new QueryHandler({ store, metrics, logger, guard });
+  const server = new grpc.Server(SERVER_OPTIONS);
+  server.addService(ingestDefinition, { stream: ingest.stream });
+  server.addService(queryDefinition, { search: query.search });
+
+  let port: number;
+  try {
+    port = await bind(server, config.gateway.listen, creds);
+  } catch (err) {
+    server.forceShutdown();
+    await store.close();
+    throw AuditError.from(err, ErrorCode.Gateway, `cannot listen on ${config.gateway.listen}`);
+  }
+  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  const address = `${host}:${port}`;
+  logger.info({ address, store: store.kind }, 'gateway listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      const shutdown = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await withTimeout(ingest.drain(), DRAIN_TIMEOUT_MS);
+      server.forceShutdown();
+      await shutdown;
+      await store.close();
+      logger.info({ address }, 'gateway stopped');
+    })();
+    return closing;
+  };
+
+  return { address, store, metrics, close };
+}

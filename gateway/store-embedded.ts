@@ -1,0 +1,325 @@
+import { mkdirSync } from 'node:fs';
+import { fromBinary } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
+import { AuditError, ErrorCode } from '../lib/errors.js';
+import { RocksDb, type BatchOp } from './rocksdb-binding.js';
+import {
+  COUNT_KEY, TAG, TIME_MAX, decodeRecord, encodeRecord, eventKey, eventKeyOfIndexKey, idBytes, idKey,
+  indexKey, indexPrefix, timeRange, timeValue, type IndexTag,
+} from './store-keys.js';
+import type { PutResult, SearchFilter, Store, StoredEvent } from './store.js';
+
+/**
+ * The embedded store: RocksDB under the gateway's data directory, no
+ * server needed. Key layout in store-keys.ts. All writes go through one
+ * queue: concurrent `put` calls are merged into one synced batch (group
+ * commit), and because only the queue writes, the "already held?" check
+ * and the write cannot interleave with another writer's, so an event_id
+ * is stored at most once however many streams deliver it.
+ */
+
+interface PutJob {
+  readonly events: readonly StoredEvent[];
+  resolve(r: PutResult): void;
+  reject(e: unknown): void;
+}
+
+interface TaskJob {
+  readonly task: () => Promise<void>;
+}
+
+type Job = PutJob | TaskJob;
+
+/** Events merged into one group commit at most. */
+const MAX_GROUP_EVENTS = 20_000;
+/** Index keys read per getMany during an index scan. */
+const FETCH_CHUNK = 128;
+/** Events deleted per batch by retention. */
+const DELETE_CHUNK = 1_000;
+
+function indexesOf(ev: AuditEvent): Array<[IndexTag, string]> {
+  const out: Array<[IndexTag, string]> = [];
+  if (ev.user) out.push([TAG.User, ev.user]);
+  if (ev.database) out.push([TAG.Database, ev.database]);
+  if (ev.sessionId) out.push([TAG.Session, ev.sessionId]);
+  if (ev.kind) out.push([TAG.Kind, ev.kind]);
+  if (ev.collectorId) out.push([TAG.Collector, ev.collectorId]);
+  return out;
+}
+
+/** The index to walk for a filter: the most selective one given, or none (walk the events). */
+function chooseIndex(f: SearchFilter): [IndexTag, string] | undefined {
+  if (f.sessionId) return [TAG.Session, f.sessionId];
+  if (f.user) return [TAG.User, f.user];
+  if (f.database) return [TAG.Database, f.database];
+  if (f.collectorId) return [TAG.Collector, f.collectorId];
+  if (f.kind) return [TAG.Kind, f.kind];
+  return undefined;
+}
+
+function matches(ev: AuditEvent, f: SearchFilter, needle: string | undefined): boolean {
+  if (f.user && ev.user !== f.user) return false;
+  if (f.database && ev.database !== f.database) return false;
+  if (f.sessionId && ev.sessionId !== f.sessionId) return false;
+  if (f.kind && ev.kind !== f.kind) return false;
+  if (f.collectorId && ev.collectorId !== f.collectorId) return false;
+  if (needle !== undefined && !ev.statement.toLowerCase().includes(needle)) return false;
+  return true;
+}
+
+function toEvent(value: Buffer): AuditEvent {
+  const rec = decodeRecord(value);
+  const ev = fromBinary(AuditEventSchema, rec.raw);
+  ev.deliveredBy = rec.deliveredBy;
+  ev.receivedAt = timestampFromMs(rec.receivedAtMs);
+  return ev;
+}
+
+export class EmbeddedStore implements Store {
+  readonly kind = 'embedded';
+  readonly #dir: string;
+  #db: RocksDb | undefined;
+  #count = 0;
+  #closed = false;
+  readonly #queue: Job[] = [];
+  #draining: Promise<void> | undefined;
+  readonly #reads = new Set<Promise<unknown>>();
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  async open(): Promise<void> {
+    if (this.#db) return;
+    try {
+      mkdirSync(this.#dir, { recursive: true });
+      const db = new RocksDb(this.#dir);
+      await db.open();
+      const [count] = await db.getMany([COUNT_KEY]);
+      this.#count = count && count.length === 8 ? Number(count.readBigUInt64BE(0)) : 0;
+      this.#db = db;
+    } catch (err) {
+      throw AuditError.from(err, ErrorCode.Store, `cannot open the embedded store in ${this.#dir}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#draining;
+    await Promise.allSettled([...this.#reads]);
+    const db = this.#db;
+    this.#db = undefined;
+    if (db) await db.close();
+  }
+
+  put(events: readonly StoredEvent[]): Promise<PutResult> {
+    if (events.length === 0) return Promise.resolve({ stored: 0, duplicates: 0, fresh: [] });
+    return new Promise<PutResult>((resolve, reject) => {
+      this.#enqueue({ events, resolve, reject });
+    });
+  }
+
+  async count(): Promise<number> {
+    this.#live();
+    return this.#count;
+  }
+
+  search(filter: SearchFilter): Promise<AuditEvent[]> {
+    let db: RocksDb;
+    try {
+      db = this.#live();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const p = this.#search(db, filter).catch((err: unknown) => {
+      throw AuditError.from(err, ErrorCode.Store, 'search failed');
+    });
+    this.#reads.add(p);
+    const done = (): void => {
+      this.#reads.delete(p);
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  deleteBefore(micros: number): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.#enqueue({
+        task: async () => {
+          try {
+            resolve(await this.#deleteBefore(micros));
+          } catch (err) {
+            reject(AuditError.from(err, ErrorCode.Store, 'retention delete failed'));
+          }
+        },
+      });
+    });
+  }
+
+  #live(): RocksDb {
+    if (this.#closed) throw new AuditError(ErrorCode.Closed, 'the store is closed');
+    if (!this.#db) throw new AuditError(ErrorCode.Store, 'the store is not open');
+    return this.#db;
+  }
+
+  #enqueue(job: Job): void {
+    try {
+      this.#live();
+    } catch (err) {
+      if ('reject' in job) job.reject(err);
+      else void job.task();
+      return;
+    }
+    this.#queue.push(job);
+    this.#draining ??= this.#drain().finally(() => {
+      this.#draining = undefined;
+    });
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const head = this.#queue[0];
+      if ('task' in head) {
+        this.#queue.shift();
+        await head.task();
+        continue;
+      }
+      const group: PutJob[] = [];
+      let n = 0;
+      while (this.#queue.length > 0 && 'events' in this.#queue[0] && (group.length === 0 || n + this.#queue[0].events.length <= MAX_GROUP_EVENTS)) {
+        const job = this.#queue.shift() as PutJob;
+        group.push(job);
+        n += job.events.length;
+      }
+      try {
+        const results = await this.#write(group);
+        group.forEach((job, i) => job.resolve(results[i]));
+      } catch (err) {
+        const e = AuditError.from(err, ErrorCode.Store, 'store write failed');
+        for (const job of group) job.reject(e);
+      }
+    }
+  }
+
+  /** One synced batch for a group of puts; only ever runs on the queue. */
+  async #write(group: PutJob[]): Promise<PutResult[]> {
+    const db = this.#db;
+    if (!db) throw new AuditError(ErrorCode.Closed, 'the store is closed');
+    const ids = new Map<string, Buffer>();
+    for (const job of group) for (const ev of job.events) if (!ids.has(ev.eventId)) ids.set(ev.eventId, idBytes(ev.eventId));
+    const idList = [...ids.keys()];
+    const held = await db.getMany(idList.map((id) => idKey(ids.get(id) as Buffer)));
+    const seen = new Set<string>();
+    idList.forEach((id, i) => {
+      if (held[i] !== undefined) seen.add(id);
+    });
+
+    const ops: BatchOp[] = [];
+    const results: PutResult[] = [];
+    let added = 0;
+    for (const job of group) {
+      const r: PutResult = { stored: 0, duplicates: 0, fresh: [] };
+      job.events.forEach((ev, i) => {
+        if (seen.has(ev.eventId)) {
+          r.duplicates++;
+          return;
+        }
+        seen.add(ev.eventId);
+        const id = ids.get(ev.eventId) as Buffer;
+        ops.push({ type: 'put', key: eventKey(ev.timeMicros, id), value: encodeRecord(ev.raw, ev.deliveredBy, ev.receivedAtMs) });
+        ops.push({ type: 'put', key: idKey(id), value: timeValue(ev.timeMicros) });
+        for (const [tag, value] of indexesOf(ev.event)) {
+          ops.push({ type: 'put', key: indexKey(indexPrefix(tag, value), ev.timeMicros, id), value: Buffer.alloc(0) });
+        }
+        r.stored++;
+        r.fresh.push(i);
+      });
+      added += r.stored;
+      results.push(r);
+    }
+    if (added > 0) {
+      ops.push({ type: 'put', key: COUNT_KEY, value: timeValue(this.#count + added) });
+      await db.batch(ops, true);
+      this.#count += added;
+    }
+    return results;
+  }
+
+  async #search(db: RocksDb, f: SearchFilter): Promise<AuditEvent[]> {
+    const since = Math.max(0, f.sinceMicros ?? 0);
+    const until = Math.min(TIME_MAX, f.untilMicros ?? TIME_MAX);
+    const out: AuditEvent[] = [];
+    if (since >= until) return out;
+    const needle = f.text ? f.text.toLowerCase() : undefined;
+    const index = chooseIndex(f);
+    if (!index) {
+      const it = db.iterator({ ...timeRange(Buffer.of(TAG.Event), since, until), reverse: true });
+      try {
+        for (let e = await it.next(); e && out.length < f.limit; e = await it.next()) {
+          const ev = toEvent(e.value);
+          if (matches(ev, f, needle)) out.push(ev);
+        }
+      } finally {
+        await it.end();
+      }
+      return out;
+    }
+    const it = db.iterator({ ...timeRange(indexPrefix(index[0], index[1]), since, until), reverse: true, values: false });
+    try {
+      let done = false;
+      while (!done && out.length < f.limit) {
+        const keys: Buffer[] = [];
+        while (keys.length < FETCH_CHUNK) {
+          const e = await it.next();
+          if (!e) {
+            done = true;
+            break;
+          }
+          keys.push(eventKeyOfIndexKey(e.key));
+        }
+        const values = await db.getMany(keys);
+        for (const value of values) {
+          if (value === undefined) continue; // removed by retention after the index was read
+          const ev = toEvent(value);
+          if (matches(ev, f, needle)) {
+            out.push(ev);
+            if (out.length >= f.limit) break;
+          }
+        }
+      }
+    } finally {
+      await it.end();
+    }
+    return out;
+  }
+
+  /** Retention: drops events (and their id and index keys) older than `micros`. Runs on the queue. */
+  async #deleteBefore(micros: number): Promise<number> {
+    const db = this.#db;
+    if (!db) throw new AuditError(ErrorCode.Closed, 'the store is closed');
+    let removed = 0;
+    for (;;) {
+      const it = db.iterator({ ...timeRange(Buffer.of(TAG.Event), 0, Math.max(0, Math.min(micros, TIME_MAX))), limit: DELETE_CHUNK });
+      const ops: BatchOp[] = [];
+      try {
+        for (let e = await it.next(); e; e = await it.next()) {
+          const time = Number(e.key.readBigUInt64BE(1));
+          const id = Buffer.from(e.key.subarray(9, 25));
+          const ev = fromBinary(AuditEventSchema, decodeRecord(e.value).raw);
+          ops.push({ type: 'del', key: e.key }, { type: 'del', key: idKey(id) });
+          for (const [tag, value] of indexesOf(ev)) ops.push({ type: 'del', key: indexKey(indexPrefix(tag, value), time, id) });
+        }
+      } finally {
+        await it.end();
+      }
+      const n = ops.filter((op) => op.key[0] === TAG.Event).length;
+      if (n === 0) return removed;
+      ops.push({ type: 'put', key: COUNT_KEY, value: timeValue(Math.max(0, this.#count - n)) });
+      await db.batch(ops, true);
+      this.#count = Math.max(0, this.#count - n);
+      removed += n;
+    }
+  }
+}

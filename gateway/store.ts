@@ -1,0 +1,88 @@
+import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
+import { AuditError, ErrorCode } from '../lib/errors.js';
+
+/**
+ * Where the gateway keeps events. Every backend stores an event at most
+ * once per event_id, even when several calls race (in one process for the
+ * embedded store; across gateway replicas for a shared backend such as
+ * PostgreSQL), and `put` resolves only once its writes are durable.
+ */
+
+/** One validated event as the gateway received it. */
+export interface StoredEvent {
+  /** Canonical lower-case UUID, equal to `event.eventId`. */
+  readonly eventId: string;
+  /** Event time in microseconds since the epoch (from `event.time`). */
+  readonly timeMicros: number;
+  /** The decoded event (without delivered_by / received_at). */
+  readonly event: AuditEvent;
+  /** The serialized AuditEvent exactly as the collector sent it (chain-hash input). */
+  readonly raw: Uint8Array;
+  /** Who delivered it to this gateway (the batch's collector id, later the authenticated peer). */
+  readonly deliveredBy: string;
+  /** When this gateway received it, milliseconds since the epoch. */
+  readonly receivedAtMs: number;
+}
+
+export interface PutResult {
+  /** Events newly stored by this call. */
+  stored: number;
+  /** Events already held (or repeated within the call): not stored again. */
+  duplicates: number;
+  /** Positions in the input of the events newly stored, ascending. */
+  fresh: number[];
+}
+
+/** Filters of a search; every given filter must match. */
+export interface SearchFilter {
+  /** Inclusive lower bound on event time, microseconds since the epoch. */
+  sinceMicros?: number;
+  /** Exclusive upper bound on event time, microseconds since the epoch. */
+  untilMicros?: number;
+  user?: string;
+  database?: string;
+  sessionId?: string;
+  kind?: string;
+  collectorId?: string;
+  /** Case-insensitive substring of the statement text. */
+  text?: string;
+  /** At most this many events (already normalised: 1..MAX_SEARCH_LIMIT). */
+  limit: number;
+}
+
+export const DEFAULT_SEARCH_LIMIT = 100;
+export const MAX_SEARCH_LIMIT = 10_000;
+
+/** The limit a request asks for, as the store applies it: 0 → 100, capped at 10000. */
+export function normaliseLimit(limit: number | undefined): number {
+  if (!limit || limit <= 0) return DEFAULT_SEARCH_LIMIT;
+  return Math.min(Math.floor(limit), MAX_SEARCH_LIMIT);
+}
+
+export interface Store {
+  /** A short name for logs and health ("embedded", "postgres"). */
+  readonly kind: string;
+  open(): Promise<void>;
+  /** Waits for queued writes, then releases the backend. Later calls fail with DBA_CLOSED. */
+  close(): Promise<void>;
+  /** Stores each event not yet held; resolves after the writes are durable. */
+  put(events: readonly StoredEvent[]): Promise<PutResult>;
+  /** Matching events, newest first (event time, then event id), with delivered_by and received_at filled in. */
+  search(filter: SearchFilter): Promise<AuditEvent[]>;
+  /** Number of events held. */
+  count(): Promise<number>;
+  /** Removes events whose time is before `micros`; returns how many. Backs `gateway.retention`. */
+  deleteBefore?(micros: number): Promise<number>;
+}
+
+/** The backend `gateway.store` names: "embedded" (RocksDB under data_dir) or, later, a postgres:// URL. */
+export async function createStore(spec: string, dataDir: string): Promise<Store> {
+  if (spec === 'embedded' || spec === '') {
+    const { EmbeddedStore } = await import('./store-embedded.js');
+    return new EmbeddedStore(dataDir);
+  }
+  if (/^postgres(ql)?:\/\//.test(spec)) {
+    throw new AuditError(ErrorCode.Config, 'config gateway.store: the PostgreSQL store backend is not available yet; use "embedded"');
+  }
+  throw new AuditError(ErrorCode.Config, `config gateway.store: invalid value ${JSON.stringify(spec)}; expected "embedded" or a postgres:// URL`);
+}
