@@ -1,0 +1,102 @@
+// Tests of the harness itself: real servers, real clients, and the server-side
+// audit logs parsed back exactly.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { needPostgres, readPgauditLog, skipUnless, startPostgres, type PgServer } from './index.js';
+
+describe('PostgreSQL with pgaudit', { skip: skipUnless('pgaudit') }, () => {
+  let server: PgServer;
+  let db: string;
+
+  before(async () => {
+    server = await startPostgres({ pgaudit: true, passwordAuth: true });
+    db = await server.createDatabase('harness');
+  });
+  after(async () => {
+    await server?.dispose();
+  });
+
+  test('listens on 127.0.0.1 and runs psql', async (t) => {
+    if (!needPostgres(t, { pgaudit: true })) return;
+    assert.equal(server.host, '127.0.0.1');
+    assert.equal((await server.psql('select 1 + 1')).trim(), '2');
+    assert.match(await server.psql('show shared_preload_libraries'), /pgaudit/);
+  });
+
+  test('pgaudit entries parse exactly: multi-line, commas and quotes, user and database', async (t) => {
+    if (!needPostgres(t, { pgaudit: true })) return;
+    const from = server.logOffset();
+    const sql = [
+      'create table items (id int primary key, name text);',
+      `insert into items values (1, 'a, "quoted" and it''s');`,
+      'select id,\n       name\n  from items\n where id = 1;',
+      'update items set name = name || \',\' where id = 1;',
+      '',
+    ].join('\n');
+    const out = await server.psql(sql, { db });
+    assert.equal(out, '1|a, "quoted" and it\'s\n');
+    const got = server.auditLog(from).map((e) => [e.user, e.database, e.class, e.command, e.statement, e.parameters]);
+    assert.deepEqual(got, [
+      ['postgres', db, 'DDL', 'CREATE TABLE', 'create table items (id int primary key, name text);', []],
+      ['postgres', db, 'WRITE', 'INSERT', `insert into items values (1, 'a, "quoted" and it''s');`, []],
+      ['postgres', db, 'READ', 'SELECT', 'select id,\n       name\n  from items\n where id = 1;', []],
+      ['postgres', db, 'WRITE', 'UPDATE', `update items set name = name || ',' where id = 1;`, []],
+    ]);
+    // readPgauditLog on the file gives the same entries
+    assert.equal(readPgauditLog(server.logFile, { fromOffset: from }).length, 4);
+  });
+
+  test('extended protocol parameters and a SCRAM user', async (t) => {
+    if (!needPostgres(t, { pgaudit: true })) return;
+    const user = await server.createUser({ prefix: 'scram' });
+    const bad = await server.psqlResult('select 1', { user: user.name, password: 'wrong', db });
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /password authentication failed/);
+
+    const from = server.logOffset();
+    const client = new pg.Client({ connectionString: server.url(db, user.name, user.password) });
+    await client.connect();
+    try {
+      const r = await client.query('select $1::int + $2::int as sum, $3::text as s', [2, 3, 'x,"y"\nz']);
+      assert.deepEqual(r.rows, [{ sum: 5, s: 'x,"y"\nz' }]);
+    } finally {
+      await client.end();
+    }
+    const entries = server.auditLog(from);
+    assert.equal(entries.length, 1);
+    const e = entries[0]!;
+    assert.deepEqual(
+      [e.user, e.database, e.class, e.command, e.statement, e.parameters],
+      [user.name, db, 'READ', 'SELECT', 'select $1::int + $2::int as sum, $3::text as s', ['2', '3', 'x,"y"\nz']],
+    );
+    assert.match(e.client, /^127\.0\.0\.1\(\d+\)$/);
+  });
+
+  test('an md5 user logs in with md5', async (t) => {
+    if (!needPostgres(t, { pgaudit: true })) return;
+    const user = await server.createUser({ prefix: 'md5', md5: true });
+    const from = server.logOffset();
+    assert.equal((await server.psql('select current_user', { user: user.name, password: user.password, db })).trim(), user.name);
+    const log = readFileSync(server.logFile, 'utf8').slice(from);
+    assert.match(log, /method=md5/);
+  });
+
+  test('kill, then start again on the same port', async (t) => {
+    if (!needPostgres(t, { pgaudit: true })) return;
+    await server.kill();
+    const down = await server.psqlResult('select 1');
+    assert.notEqual(down.code, 0);
+    await server.start();
+    assert.equal((await server.psql('select 42', { db })).trim(), '42');
+  });
+
+  test('dispose removes the temporary directory', async (t) => {
+    if (!needPostgres(t)) return;
+    const other = await startPostgres();
+    assert.ok(existsSync(other.dataDir));
+    await other.dispose();
+    assert.ok(!existsSync(other.baseDir));
+  });
+});
