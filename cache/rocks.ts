@@ -1,0 +1,123 @@
+import { createRequire } from 'node:module';
+
+/**
+ * A small promise wrapper over the `rocksdb` binding (abstract-leveldown
+ * API), typed for what the cache uses. Keys and values are Buffers.
+ * @internal
+ */
+
+type Cb<T = void> = (err: Error | null | undefined, value?: T) => void;
+
+interface RawIterator {
+  next(cb: (err: Error | null | undefined, key?: Buffer, value?: Buffer) => void): void;
+  end(cb: Cb): void;
+}
+
+interface RawDb {
+  open(opts: Record<string, unknown>, cb: Cb): void;
+  close(cb: Cb): void;
+  get(key: Buffer, opts: Record<string, unknown>, cb: Cb<Buffer>): void;
+  getMany(keys: Buffer[], opts: Record<string, unknown>, cb: Cb<(Buffer | undefined)[]>): void;
+  batch(ops: BatchOp[], opts: Record<string, unknown>, cb: Cb): void;
+  iterator(opts: Record<string, unknown>): RawIterator;
+}
+
+type RocksFactory = ((location: string) => RawDb) & { destroy(location: string, cb: Cb): void };
+
+const require = createRequire(import.meta.url);
+const rocksdb = require('rocksdb') as RocksFactory;
+
+export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+export interface RangeOptions {
+  gt?: Buffer;
+  gte?: Buffer;
+  lt?: Buffer;
+  lte?: Buffer;
+  reverse?: boolean;
+  limit?: number;
+  values?: boolean;
+}
+
+export interface OpenOptions {
+  writeBufferSize?: number;
+  createIfMissing?: boolean;
+  readOnly?: boolean;
+}
+
+function isNotFound(err: Error): boolean {
+  return /NotFound/i.test(err.message);
+}
+
+export class Rocks {
+  readonly #db: RawDb;
+  readonly location: string;
+
+  private constructor(location: string, db: RawDb) {
+    this.location = location;
+    this.#db = db;
+  }
+
+  static async open(location: string, opts: OpenOptions = {}): Promise<Rocks> {
+    const db = rocksdb(location);
+    await new Promise<void>((resolve, reject) =>
+      db.open(
+        {
+          createIfMissing: opts.createIfMissing ?? true,
+          readOnly: opts.readOnly ?? false,
+          compression: true,
+          writeBufferSize: opts.writeBufferSize ?? 4 << 20,
+          // No infoLogLevel: the binding installs a null logger, so no LOG files are written.
+        },
+        (err) => (err ? reject(err) : resolve()),
+      ),
+    );
+    return new Rocks(location, db);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => this.#db.close((err) => (err ? reject(err) : resolve())));
+  }
+
+  get(key: Buffer): Promise<Buffer | undefined> {
+    return new Promise((resolve, reject) =>
+      this.#db.get(key, { asBuffer: true, fillCache: true }, (err, v) => {
+        if (err) return isNotFound(err) ? resolve(undefined) : reject(err);
+        resolve(v);
+      }),
+    );
+  }
+
+  getMany(keys: Buffer[]): Promise<(Buffer | undefined)[]> {
+    if (keys.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) =>
+      this.#db.getMany(keys, { asBuffer: true, fillCache: true }, (err, v) => (err ? reject(err) : resolve(v ?? []))),
+    );
+  }
+
+  write(ops: BatchOp[], sync: boolean): Promise<void> {
+    return new Promise((resolve, reject) => this.#db.batch(ops, { sync }, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Calls `each` for every entry in range, in order, until it returns false. */
+  async forEach(range: RangeOptions, each: (key: Buffer, value: Buffer) => boolean | void): Promise<void> {
+    const it = this.#db.iterator({ ...range, limit: range.limit ?? -1, keys: true, values: range.values ?? true, keyAsBuffer: true, valueAsBuffer: true });
+    let failure: unknown;
+    try {
+      for (;;) {
+        const entry = await new Promise<[Buffer, Buffer] | undefined>((resolve, reject) =>
+          it.next((err, k, v) => (err ? reject(err) : resolve(k === undefined ? undefined : [k, v ?? Buffer.alloc(0)]))),
+        );
+        if (!entry || each(entry[0], entry[1]) === false) break;
+      }
+    } catch (err) {
+      failure = err;
+    }
+    await new Promise<void>((resolve) => it.end(() => resolve()));
+    if (failure !== undefined) throw failure;
+  }
+
+  static destroy(location: string): Promise<void> {
+    return new Promise((resolve, reject) => rocksdb.destroy(location, (err) => (err ? reject(err) : resolve())));
+  }
+}
