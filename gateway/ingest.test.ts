@@ -135,13 +135,17 @@ class GatedStore implements Store {
   #putCalled!: () => void;
   failNext = false;
 
-  constructor(readonly inner: Store) {
+  readonly inner: Store;
+
+  constructor(inner: Store) {
+    this.inner = inner;
     this.putCalled = new Promise((r) => (this.#putCalled = r));
   }
   open(): Promise<void> { return this.inner.open(); }
   close(): Promise<void> { return this.inner.close(); }
   search: Store['search'] = (f) => this.inner.search(f);
   count(): Promise<number> { return this.inner.count(); }
+  get: Store['get'] = (id) => this.inner.get(id);
   async put(evs: readonly StoredEvent[]): Promise<PutResult> {
     const gate = new Promise<void>((r) => (this.#release = r));
     this.#putCalled();

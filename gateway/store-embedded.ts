@@ -126,6 +126,17 @@ export class EmbeddedStore implements Store {
     return this.#count;
   }
 
+  async get(eventId: string): Promise<{ event: AuditEvent; raw: Uint8Array } | undefined> {
+    const db = this.#live();
+    const id = idBytes(eventId);
+    if (id.length !== 16) return undefined;
+    const [time] = await db.getMany([idKey(id)]);
+    if (!time) return undefined;
+    const [value] = await db.getMany([eventKey(Number(time.readBigUInt64BE(0)), id)]);
+    if (!value) return undefined;
+    return { event: toEvent(value), raw: Buffer.from(decodeRecord(value).raw) };
+  }
+
   search(filter: SearchFilter): Promise<AuditEvent[]> {
     let db: RocksDb;
     try {

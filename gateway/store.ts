@@ -69,6 +69,8 @@ export interface Store {
   put(events: readonly StoredEvent[]): Promise<PutResult>;
   /** Matching events, newest first (event time, then event id), with delivered_by and received_at filled in. */
   search(filter: SearchFilter): Promise<AuditEvent[]>;
+  /** One event by id: decoded (with delivered_by / received_at) and its bytes exactly as received. */
+  get(eventId: string): Promise<{ event: AuditEvent; raw: Uint8Array } | undefined>;
   /** Number of events held. */
   count(): Promise<number>;
   /** Removes events whose time is before `micros`; returns how many. Backs `gateway.retention`. */
