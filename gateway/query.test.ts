@@ -53,7 +53,7 @@ before(async () => {
   s.send(batchOf(3, [evs[3], evs[2], evs[4]]));
   await s.waitAcks(3);
   await s.finish();
-  client = new QueryClient(gw.address, grpc.credentials.createInsecure()) as typeof client;
+  client = new QueryClient(gw.address, grpc.credentials.createInsecure()) as unknown as typeof client;
 });
 
 after(async () => {
