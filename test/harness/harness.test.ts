@@ -3,8 +3,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { needPostgres, readPgauditLog, skipUnless, startPostgres, type PgServer } from './index.js';
+import { needMariadb, needPostgres, readPgauditLog, skipUnless, startMariadb, startPostgres, type MariaServer, type PgServer } from './index.js';
 
 describe('PostgreSQL with pgaudit', { skip: skipUnless('pgaudit') }, () => {
   let server: PgServer;
@@ -98,5 +99,91 @@ describe('PostgreSQL with pgaudit', { skip: skipUnless('pgaudit') }, () => {
     assert.ok(existsSync(other.dataDir));
     await other.dispose();
     assert.ok(!existsSync(other.baseDir));
+  });
+});
+
+describe('MariaDB with server_audit', { skip: skipUnless('server_audit') }, () => {
+  let server: MariaServer;
+  let db: string;
+
+  before(async () => {
+    server = await startMariadb({ serverAudit: true });
+    db = await server.createDatabase('harness');
+  });
+  after(async () => {
+    await server?.dispose();
+  });
+
+  test('runs the mariadb client over the socket and over TCP', async (t) => {
+    if (!needMariadb(t, { serverAudit: true })) return;
+    assert.equal(server.host, '127.0.0.1');
+    assert.match(server.version, /MariaDB/);
+    assert.equal((await server.mysql('select 1 + 1')).trim(), '2');
+    const u = server.tcpUser;
+    assert.equal((await server.mysql('select current_user()', { user: u.name, password: u.password })).trim(), `${u.name}@%`);
+  });
+
+  test('server_audit entries parse exactly: multi-line, commas, quotes, backslashes, errors', async (t) => {
+    if (!needMariadb(t, { serverAudit: true })) return;
+    const user = await server.createUser({ prefix: 'aud' });
+    const from = server.logOffset();
+    const sql = [
+      'create table items (id int primary key, name text);',
+      `insert into items values (1, 'a, "quoted" and it''s \\\\ back\\tslash');`,
+      'select id,\n       name\n  from items\n where id = 1;',
+      'select * from no_such_table;',
+      '',
+    ].join('\n');
+    const r = await server.mysqlResult(sql, { user: user.name, password: user.password, db, force: true });
+    assert.match(r.stderr, /ERROR 1146/);
+    assert.equal(r.stdout, '1\ta, "quoted" and it\'s \\\\ back\\tslash\n');
+    const entries = await server.waitAuditLog((es) => es.some((e) => e.operation === 'DISCONNECT' && e.user === user.name), from);
+    const got = entries.filter((e) => e.user === user.name).map((e) => [e.operation, e.database, e.statement, e.errno]);
+    assert.deepEqual(got, [
+      ['CONNECT', db, '', 0],
+      ['QUERY', db, 'create table items (id int primary key, name text)', 0],
+      ['QUERY', db, `insert into items values (1, 'a, "quoted" and it''s \\\\ back\\tslash')`, 0],
+      ['QUERY', db, 'select id,\n       name\n  from items\n where id = 1', 0],
+      ['QUERY', db, 'select * from no_such_table', 1146],
+      ['DISCONNECT', db, '', 0],
+    ]);
+    const conn = entries.find((e) => e.user === user.name)!;
+    assert.equal(conn.client, '127.0.0.1');
+    assert.ok(entries.filter((e) => e.user === user.name).every((e) => e.connectionId === conn.connectionId));
+  });
+
+  test('mysql2 prepared statements are logged with their text', async (t) => {
+    if (!needMariadb(t, { serverAudit: true })) return;
+    const from = server.logOffset();
+    const conn = await mysql.createConnection({ uri: server.url(db) });
+    try {
+      const [rows] = await conn.execute('select ? + ? as s, ? as t', [2, 3, 'x,"y"']);
+      assert.deepEqual(rows, [{ s: 5, t: 'x,"y"' }]);
+    } finally {
+      await conn.end();
+    }
+    const entries = await server.waitAuditLog((es) => es.some((e) => e.operation === 'DISCONNECT' && e.user === 'dbaudit'), from);
+    const queries = entries.filter((e) => e.operation === 'QUERY').map((e) => e.statement);
+    assert.ok(queries.includes('select ? + ? as s, ? as t'), JSON.stringify(queries));
+  });
+
+  test('a failed login is logged as FAILED_CONNECT 1045', async (t) => {
+    if (!needMariadb(t, { serverAudit: true })) return;
+    const from = server.logOffset();
+    const r = await server.mysqlResult('select 1', { user: server.tcpUser.name, password: 'wrong' });
+    assert.match(r.stderr, /ERROR 1045/);
+    const entries = await server.waitAuditLog((es) => es.some((e) => e.operation === 'FAILED_CONNECT'), from);
+    assert.deepEqual(
+      entries.filter((e) => e.operation === 'FAILED_CONNECT').map((e) => [e.user, e.errno]),
+      [[server.tcpUser.name, 1045]],
+    );
+  });
+
+  test('kill, then start again on the same port', async (t) => {
+    if (!needMariadb(t)) return;
+    await server.kill();
+    assert.notEqual((await server.mysqlResult('select 1')).code, 0);
+    await server.start();
+    assert.equal((await server.mysql('select 7')).trim(), '7');
   });
 });

@@ -17,3 +17,5 @@ export { makeTempDir, onExit, type TempDir } from './cleanup.js';
 export { CommandError, run, type RunOptions, type RunResult } from './exec.js';
 export { PG_LOG_LINE_PREFIX, sharedPostgres, startPostgres, type PgOptions, type PgServer, type PsqlOptions } from './postgres.js';
 export { parseCsvRecord, readLogMessages, readPgauditLog, type PgauditEntry } from './pgaudit-log.js';
+export { sharedMariadb, startMariadb, type MariaOptions, type MariaServer, type MysqlOptions } from './mariadb.js';
+export { parseServerAuditLine, readServerAuditLog, waitForServerAudit, type ServerAuditEntry } from './server-audit-log.js';
