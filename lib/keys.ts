@@ -16,14 +16,14 @@ const B64_RE = /^[A-Za-z0-9+/_-]+={0,2}$/;
 export function parseKey(text: string, source: string): Buffer {
   const s = text.trim();
   if (HEX_RE.test(s)) return Buffer.from(s, 'hex');
+  const expected = `expected ${KEY_BYTES} bytes (64 hex digits or 44 base64 characters)`;
   if (B64_RE.test(s)) {
     const isUrl = /[-_]/.test(s);
     const buf = Buffer.from(s, isUrl ? 'base64url' : 'base64');
-    const again = buf.toString(isUrl ? 'base64url' : 'base64').replace(/=+$/, '');
-    if (buf.length === KEY_BYTES && again === s.replace(/=+$/, '')) return buf;
-    if (again === s.replace(/=+$/, '')) {
-      throw new AuditError(ErrorCode.Config, `${source}: key is ${buf.length} bytes after base64 decoding; expected ${KEY_BYTES} bytes (64 hex digits or 44 base64 characters)`);
-    }
+    const canonical = buf.toString(isUrl ? 'base64url' : 'base64').replace(/=+$/, '') === s.replace(/=+$/, '');
+    if (buf.length === KEY_BYTES && canonical) return buf;
+    if (/^[0-9a-fA-F]+$/.test(s)) throw new AuditError(ErrorCode.Config, `${source}: key is ${s.length} hex digits; ${expected}`);
+    if (canonical) throw new AuditError(ErrorCode.Config, `${source}: key is ${buf.length} bytes after base64 decoding; ${expected}`);
   }
   throw new AuditError(ErrorCode.Config, `${source}: key is not ${KEY_BYTES} bytes as 64 hex digits or base64 (${s.length} characters read)`);
 }
