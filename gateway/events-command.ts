@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { create, toJson } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
@@ -55,31 +54,40 @@ export function parseTimeArg(flag: string, text: string, nowMs: number): number 
   throw usageError(`--${flag}: invalid time ${JSON.stringify(text)}; expected an RFC 3339 time such as 2026-03-01T12:00:00Z or a duration ago such as 15m, 2h, 7d`);
 }
 
+const STRING_FLAGS = ['gateway', 'since', 'until', 'user', 'database', 'session', 'kind', 'text', 'limit'] as const;
+type StringFlag = (typeof STRING_FLAGS)[number];
+type Flags = Partial<Record<StringFlag, string>> & { json?: boolean; help?: boolean };
+
+/** `--name value`, `--name=value`, `--json`, `--help`/`-h`; anything else is an error naming it. */
+function parseFlags(argv: readonly string[]): Flags {
+  const flags: Flags = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '-h' || arg === '--help') {
+      flags.help = true;
+      continue;
+    }
+    if (!arg.startsWith('--')) throw usageError(`unexpected argument ${JSON.stringify(arg)}`);
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    if (name === 'json') {
+      if (eq >= 0) throw usageError('--json takes no value');
+      flags.json = true;
+      continue;
+    }
+    if (!(STRING_FLAGS as readonly string[]).includes(name)) throw usageError(`unknown flag --${name}`);
+    let value: string | undefined;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) value = argv[++i];
+    if (value === undefined) throw usageError(`--${name} needs a value`);
+    flags[name as StringFlag] = value;
+  }
+  return flags;
+}
+
 /** The SearchRequest and output mode the arguments ask for; throws DBA_CONFIG naming the bad flag. */
 export function parseEventsArgs(argv: string[], env: NodeJS.ProcessEnv, nowMs: number): { gateway: string; request: SearchRequest; json: boolean; help: boolean } {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        gateway: { type: 'string' },
-        since: { type: 'string' },
-        until: { type: 'string' },
-        user: { type: 'string' },
-        database: { type: 'string' },
-        session: { type: 'string' },
-        kind: { type: 'string' },
-        text: { type: 'string' },
-        limit: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw usageError(err instanceof Error ? err.message.split('\n')[0] : String(err));
-  }
+  const values = parseFlags(argv);
   const gateway = values.gateway ?? env.DBAUDIT_GATEWAY ?? DEFAULT_GATEWAY;
   if (!parseAddress(gateway)) throw usageError(`--gateway: invalid address ${JSON.stringify(gateway)}; expected host:port`);
   const request = create(SearchRequestSchema, {

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
+import type { Clock } from '../lib/clock.js';
 import type { Config } from '../lib/config.js';
 import { parseAddress } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
@@ -29,6 +30,8 @@ export interface GatewayOptions {
   store?: Store;
   /** Admission check for every call; default admits everyone. */
   guard?: CallGuard;
+  /** Time source for received_at (tests). */
+  clock?: Clock;
 }
 
 export interface GatewayHandle {
@@ -83,7 +86,9 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const store = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir));
   await store.open();
 
-  const ingest = new IngestHandler({ store, metrics, logger, guard, onStored: opts.onStored });
+  const clock = opts.clock;
+  const now = clock ? (): number => clock.now() : undefined;
+  const ingest = new IngestHandler({ store, metrics, logger, guard, onStored: opts.onStored, now });
   const query = new QueryHandler({ store, metrics, logger, guard });
   const server = new grpc.Server(SERVER_OPTIONS);
   server.addService(ingestDefinition, { stream: ingest.stream });
