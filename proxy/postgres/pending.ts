@@ -1,0 +1,201 @@
+/**
+ * What the PostgreSQL tracker remembers between a client message and the
+ * server's answer: the queue of operations waiting for a response, the
+ * prepared statements and portals the server confirmed, and the statement
+ * text as the audit keeps it. Everything here is bounded.
+ */
+
+/** Kinds of client operations that expect a server response. */
+export const Op = {
+  Query: 1,
+  Parse: 2,
+  Bind: 3,
+  Describe: 4,
+  Close: 5,
+  Execute: 6,
+  Sync: 7,
+  FunctionCall: 8,
+} as const;
+export type Op = (typeof Op)[keyof typeof Op];
+
+/** One client operation waiting for its response. One class for every kind so the tracker stays monomorphic. */
+export class PendingOp {
+  kind: Op;
+  /** Parse: statement; Bind/Execute: portal; Close/Describe: target name. */
+  name: string;
+  /** Bind: statement name. */
+  ref: string;
+  /** Close/Describe: 'S' or 'P'. */
+  target: number;
+  /** Query: the whole text; Parse: the statement text. */
+  sql: string;
+  /** Parse: byte length of `sql` as sent. */
+  sqlBytes: number;
+  /** Bind / FunctionCall: rendered values when log_parameters is on. */
+  params: string[] | null;
+  /** FunctionCall: the function's oid. */
+  oid: number;
+  /** When the client sent it (ms since epoch) and the monotonic start (µs). */
+  timeMs: number;
+  mono: number;
+  /** DataRows seen for the current statement. */
+  rows: number;
+  /** Query: where the next statement starts in `sql`. */
+  cursor: number;
+  copyBytes: number;
+  copyMessages: number;
+  /** Query / FunctionCall: finished (error or all statements done); later results are not statements. */
+  done: boolean;
+
+  constructor(kind: Op, timeMs: number, mono: number) {
+    this.kind = kind;
+    this.name = '';
+    this.ref = '';
+    this.target = 0;
+    this.sql = '';
+    this.sqlBytes = 0;
+    this.params = null;
+    this.oid = 0;
+    this.timeMs = timeMs;
+    this.mono = mono;
+    this.rows = 0;
+    this.cursor = 0;
+    this.copyBytes = 0;
+    this.copyMessages = 0;
+    this.done = false;
+  }
+}
+
+/** A statement's text as the audit keeps it: redacted, cut, classified once. */
+export class StatementText {
+  readonly text: string;
+  /** Byte length as sent (before redaction). */
+  readonly length: number;
+  readonly truncated: boolean;
+  readonly cls: string;
+  constructor(text: string, length: number, truncated: boolean, cls: string) {
+    this.text = text;
+    this.length = length;
+    this.truncated = truncated;
+    this.cls = cls;
+  }
+}
+
+export const UNKNOWN_STATEMENT = new StatementText('', 0, false, 'MISC');
+
+/** A portal run that was suspended (Execute with a row limit) and not finished yet. */
+export class PortalRun {
+  readonly timeMs: number;
+  readonly mono: number;
+  rows: number;
+  constructor(timeMs: number, mono: number, rows: number) {
+    this.timeMs = timeMs;
+    this.mono = mono;
+    this.rows = rows;
+  }
+}
+
+export class Portal {
+  readonly statement: StatementText;
+  readonly statementName: string;
+  readonly params: string[] | null;
+  run: PortalRun | null;
+  constructor(statement: StatementText, statementName: string, params: string[] | null) {
+    this.statement = statement;
+    this.statementName = statementName;
+    this.params = params;
+    this.run = null;
+  }
+}
+
+/** A FIFO ring of at most `limit` items. */
+export class RingQueue<T> {
+  #items: (T | undefined)[];
+  #head: number;
+  #size: number;
+  readonly limit: number;
+
+  constructor(limit: number, initial = 16) {
+    this.#items = new Array<T | undefined>(initial);
+    this.#head = 0;
+    this.#size = 0;
+    this.limit = limit;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** False (and nothing added) when the queue is at its limit. */
+  push(item: T): boolean {
+    if (this.#size >= this.limit) return false;
+    const cap = this.#items.length;
+    if (this.#size === cap) {
+      const next = new Array<T | undefined>(cap * 2);
+      for (let i = 0; i < this.#size; i++) next[i] = this.#items[(this.#head + i) % cap];
+      this.#items = next;
+      this.#head = 0;
+    }
+    this.#items[(this.#head + this.#size) % this.#items.length] = item;
+    this.#size++;
+    return true;
+  }
+
+  peek(): T | undefined {
+    return this.#size === 0 ? undefined : this.#items[this.#head];
+  }
+
+  /** The i-th item from the head. */
+  at(i: number): T | undefined {
+    return i < 0 || i >= this.#size ? undefined : this.#items[(this.#head + i) % this.#items.length];
+  }
+
+  shift(): T | undefined {
+    if (this.#size === 0) return undefined;
+    const item = this.#items[this.#head];
+    this.#items[this.#head] = undefined;
+    this.#head = (this.#head + 1) % this.#items.length;
+    this.#size--;
+    return item;
+  }
+}
+
+/** A map that forgets its oldest entries beyond `maxEntries`. */
+export class BoundedMap<V> {
+  readonly #map = new Map<string, V>();
+  readonly #max: number;
+  constructor(maxEntries: number) {
+    this.#max = maxEntries;
+  }
+  get size(): number {
+    return this.#map.size;
+  }
+  get(key: string): V | undefined {
+    return this.#map.get(key);
+  }
+  /** Sets `key` (as the newest entry); returns the entry that was replaced or forgotten, if any. */
+  set(key: string, value: V): V | undefined {
+    const old = this.#map.get(key);
+    this.#map.delete(key);
+    this.#map.set(key, value);
+    if (this.#map.size > this.#max) {
+      const oldest = this.#map.entries().next();
+      if (!oldest.done) {
+        this.#map.delete(oldest.value[0]);
+        return oldest.value[1];
+      }
+    }
+    return old;
+  }
+  delete(key: string): V | undefined {
+    const v = this.#map.get(key);
+    this.#map.delete(key);
+    return v;
+  }
+  values(): IterableIterator<V> {
+    return this.#map.values();
+  }
+  clear(): void {
+    this.#map.clear();
+  }
+}

@@ -1,0 +1,415 @@
+import { POSTGRES, SqlLexer, StatementSpan, nextStatement } from '../../lib/sql-lexer.js';
+import type { TrackerOptions } from '../protocol.js';
+import { WireReader } from '../wire/reader.js';
+import {
+  Backend,
+  Frontend,
+  TARGET_STATEMENT,
+  parseBind,
+  parseCommandTag,
+  parseErrorFields,
+  parseExecute,
+  parseFunctionCall,
+  parseParse,
+  parseTarget,
+  type CommandTag,
+  type ErrorFields,
+} from './messages.js';
+import { BoundedMap, Op, PendingOp, Portal, PortalRun, RingQueue, StatementText, UNKNOWN_STATEMENT } from './pending.js';
+import { Unfinished, type StatementRecorder } from './statements.js';
+
+export interface FlowLimits {
+  pendingOps: number;
+  pendingBytes: number;
+  statements: number;
+  portals: number;
+}
+
+/**
+ * Statement bookkeeping after login: client operations are queued in the
+ * order sent and the server's responses, which come in the same order,
+ * complete them. State changes (prepared statements, portals) are applied
+ * when the server confirms them, so a failed Parse or Bind leaves no trace.
+ *
+ * Events: one per statement of a simple Query that the server completed or
+ * failed (statements after an error did not run: none); one per portal run
+ * in the extended protocol (Executes that hit their row limit and got
+ * PortalSuspended are summed into the run, emitted when it completes, fails,
+ * or its portal is closed); one for a failed Parse or Bind (the statement
+ * was attempted); none for operations the server discarded after an error
+ * until Sync; none for an empty query.
+ */
+export class StatementFlow {
+  readonly #opts: TrackerOptions;
+  readonly #rec: StatementRecorder;
+  readonly #fail: (reason: string, detail: string) => void;
+  readonly #r = new WireReader();
+  readonly #lex = new SqlLexer(POSTGRES);
+  readonly #span = new StatementSpan();
+  readonly #queue: RingQueue<PendingOp>;
+  readonly #statements: BoundedMap<StatementText>;
+  readonly #portals: BoundedMap<Portal>;
+  readonly #maxPendingBytes: number;
+  #pendingBytes: number;
+  /** After an extended-protocol error with no Sync queued yet: the server drops everything until the client's Sync. */
+  #discarding: boolean;
+  /** Last ReadyForQuery status ('I', 'T', 'E'). */
+  txn: string;
+
+  constructor(opts: TrackerOptions, rec: StatementRecorder, limits: FlowLimits, fail: (reason: string, detail: string) => void) {
+    this.#opts = opts;
+    this.#rec = rec;
+    this.#fail = fail;
+    this.#queue = new RingQueue<PendingOp>(limits.pendingOps);
+    this.#statements = new BoundedMap<StatementText>(limits.statements);
+    this.#portals = new BoundedMap<Portal>(limits.portals);
+    this.#maxPendingBytes = limits.pendingBytes;
+    this.#pendingBytes = 0;
+    this.#discarding = false;
+    this.txn = '';
+  }
+
+  get pendingOps(): number {
+    return this.#queue.size;
+  }
+
+  // ---- client → server ----
+
+  client(type: number, buf: Buffer, start: number, end: number): boolean {
+    const r = this.#r.reset(buf, start, end);
+    const o = this.#opts;
+    switch (type) {
+      case Frontend.Query: {
+        const nul = r.cstringEnd();
+        if (nul < 0 || !r.atEnd) return this.#bad('Query');
+        const op = this.#op(Op.Query);
+        op.sql = buf.toString('utf8', start, nul);
+        op.sqlBytes = nul - start;
+        return this.#enqueue(op);
+      }
+      case Frontend.Parse: {
+        const m = parseParse(r);
+        if (m === null) return this.#bad('Parse');
+        const op = this.#op(Op.Parse);
+        op.name = m.name;
+        op.sql = m.query;
+        op.sqlBytes = m.queryBytes;
+        return this.#enqueue(op);
+      }
+      case Frontend.Bind: {
+        const m = parseBind(r, o.logParameters, o.maxStatementBytes);
+        if (m === null) return this.#bad('Bind');
+        const op = this.#op(Op.Bind);
+        op.name = m.portal;
+        op.ref = m.statement;
+        op.params = m.params;
+        return this.#enqueue(op);
+      }
+      case Frontend.Describe:
+      case Frontend.Close: {
+        const m = parseTarget(r);
+        if (m === null) return this.#bad(type === Frontend.Close ? 'Close' : 'Describe');
+        const op = this.#op(type === Frontend.Close ? Op.Close : Op.Describe);
+        op.name = m.name;
+        op.target = m.kind;
+        return this.#enqueue(op);
+      }
+      case Frontend.Execute: {
+        const m = parseExecute(r);
+        if (m === null) return this.#bad('Execute');
+        const op = this.#op(Op.Execute);
+        op.name = m.portal;
+        return this.#enqueue(op);
+      }
+      case Frontend.Sync:
+        this.#discarding = false;
+        return this.#enqueue(this.#op(Op.Sync));
+      case Frontend.FunctionCall: {
+        const m = parseFunctionCall(r, o.logParameters, o.maxStatementBytes);
+        if (m === null) return this.#bad('FunctionCall');
+        const op = this.#op(Op.FunctionCall);
+        op.oid = m.oid;
+        op.params = m.params;
+        return this.#enqueue(op);
+      }
+      default:
+        // Flush, CopyDone, CopyFail: no response of their own (CopyFail's is the COPY's ErrorResponse).
+        return true;
+    }
+  }
+
+  /** CopyData in either direction, counted on the operation being answered. */
+  copyData(bytes: number): void {
+    const head = this.#queue.peek();
+    if (head === undefined) return;
+    head.copyBytes += bytes;
+    head.copyMessages++;
+  }
+
+  // ---- server → client ----
+
+  server(type: number, buf: Buffer, start: number, end: number): boolean {
+    const head = this.#queue.peek();
+    switch (type) {
+      case Backend.CommandComplete: {
+        const r = this.#r.reset(buf, start, end);
+        const tag = r.cstring();
+        if (!r.atEnd) return this.#bad('CommandComplete');
+        const ct = parseCommandTag(tag);
+        if (head?.kind === Op.Query) {
+          if (!head.done) this.#queryStatement(head, ct.command, ct.hasRows ? ct.rows : head.rows, null, '');
+          return true;
+        }
+        if (head?.kind === Op.Execute) {
+          this.#shift();
+          this.#finishExecute(head, ct, null);
+          return true;
+        }
+        return this.#outOfSync('CommandComplete', head);
+      }
+      case Backend.ErrorResponse: {
+        const f = parseErrorFields(this.#r.reset(buf, start, end));
+        if (f === null) return this.#bad('ErrorResponse');
+        return this.#error(f, head);
+      }
+      case Backend.ReadyForQuery: {
+        const s = buf[start];
+        if (s !== 0x49 && s !== 0x54 && s !== 0x45) return this.#bad('ReadyForQuery');
+        if (head === undefined || (head.kind !== Op.Query && head.kind !== Op.Sync && head.kind !== Op.FunctionCall)) {
+          return this.#outOfSync('ReadyForQuery', head);
+        }
+        this.#shift();
+        this.txn = String.fromCharCode(s);
+        if (s === 0x49 /* I */) this.#closePortals();
+        return true;
+      }
+      case Backend.ParseComplete:
+        if (head?.kind !== Op.Parse) return this.#outOfSync('ParseComplete', head);
+        this.#shift();
+        this.#statements.set(head.name, this.#rec.text(head.sql, head.sqlBytes));
+        return true;
+      case Backend.BindComplete: {
+        if (head?.kind !== Op.Bind) return this.#outOfSync('BindComplete', head);
+        this.#shift();
+        const st = this.#statements.get(head.ref) ?? UNKNOWN_STATEMENT;
+        const old = this.#portals.set(head.name, new Portal(st, head.ref, head.params));
+        if (old !== undefined) this.#flushRun(old, Unfinished.PortalClosed);
+        return true;
+      }
+      case Backend.CloseComplete:
+        if (head?.kind !== Op.Close) return this.#outOfSync('CloseComplete', head);
+        this.#shift();
+        if (head.target === TARGET_STATEMENT) this.#statements.delete(head.name);
+        else {
+          const p = this.#portals.delete(head.name);
+          if (p !== undefined) this.#flushRun(p, Unfinished.PortalClosed);
+        }
+        return true;
+      case Backend.NoData:
+        if (head?.kind !== Op.Describe) return this.#outOfSync('NoData', head);
+        this.#shift();
+        return true;
+      case Backend.PortalSuspended:
+        if (head?.kind !== Op.Execute) return this.#outOfSync('PortalSuspended', head);
+        this.#shift();
+        this.#suspend(head);
+        return true;
+      case Backend.EmptyQueryResponse:
+        if (head?.kind === Op.Query) head.done = true;
+        else if (head?.kind === Op.Execute) this.#shift();
+        else return this.#outOfSync('EmptyQueryResponse', head);
+        return true;
+      case Backend.CopyInResponse:
+      case Backend.CopyOutResponse:
+      case Backend.CopyBothResponse:
+        if (head?.kind !== Op.Query && head?.kind !== Op.Execute) return this.#outOfSync('CopyResponse', head);
+        return true;
+      case Backend.CopyDone:
+        return true;
+      default:
+        return this.#outOfSync(`message 0x${type.toString(16)}`, head);
+    }
+  }
+
+  /** Server messages skipped by length: rows and COPY data are counted, RowDescription answers a Describe. */
+  serverSkipped(type: number, bytes: number): boolean {
+    const head = this.#queue.peek();
+    switch (type) {
+      case Backend.DataRow:
+        if (head !== undefined) head.rows++;
+        return true;
+      case Backend.CopyData:
+        this.copyData(bytes);
+        return true;
+      case Backend.RowDescription:
+        if (head?.kind === Op.Describe) this.#shift();
+        return true;
+      case Backend.FunctionCallResponse:
+        if (head?.kind !== Op.FunctionCall) return this.#outOfSync('FunctionCallResponse', head);
+        if (!head.done) this.#functionCall(head, null, '');
+        return true;
+      default:
+        return true;
+    }
+  }
+
+  /** Emits what is still pending as unfinished (connection closed, decoding stopped) and forgets everything. */
+  abandon(reason: string): void {
+    const q = this.#queue;
+    for (let i = 0; i < q.size; i++) {
+      const op = q.at(i)!;
+      if (op.kind === Op.Query && !op.done) {
+        this.#queryStatement(op, '', op.rows, null, reason);
+        const rest = nextStatement(this.#lex, op.sql, op.cursor, this.#span);
+        if (rest.start < rest.end) {
+          this.#rec.emit(this.#opts.meta, this.#rec.text(op.sql.slice(rest.start), -1), '', null, op.timeMs, op.mono, '', 0, null, reason, null);
+        }
+      } else if (op.kind === Op.Execute) {
+        const p = this.#portals.get(op.name) ?? this.#pendingPortal(i, op.name);
+        this.#rec.emit(this.#opts.meta, p.statement, p.statementName, p.params, op.timeMs, op.mono, '', op.rows, null, reason, op);
+      } else if (op.kind === Op.FunctionCall && !op.done) {
+        this.#functionCall(op, null, reason);
+      }
+    }
+    while (q.size > 0) this.#shift();
+    this.#closePortals();
+    this.#statements.clear();
+  }
+
+  // ---- internals ----
+
+  #op(kind: Op): PendingOp {
+    const c = this.#opts.clock;
+    return new PendingOp(kind, c.now(), c.monoMicros());
+  }
+
+  #enqueue(op: PendingOp): boolean {
+    if (this.#discarding) return true; // the server drops it: no response will come
+    if (this.#pendingBytes + op.sqlBytes > this.#maxPendingBytes || !this.#queue.push(op)) {
+      this.#fail('pending_overflow', `${this.#queue.size} operations, ${this.#pendingBytes} bytes waiting for the server`);
+      return false;
+    }
+    this.#pendingBytes += op.sqlBytes;
+    return true;
+  }
+
+  #shift(): void {
+    const op = this.#queue.shift();
+    if (op !== undefined) this.#pendingBytes -= op.sqlBytes;
+  }
+
+  #error(f: ErrorFields, head: PendingOp | undefined): boolean {
+    if (head === undefined) return true;
+    switch (head.kind) {
+      case Op.Query:
+        if (!head.done) this.#queryStatement(head, '', head.rows, f, '');
+        head.done = true; // the rest of the string does not run
+        return true;
+      case Op.FunctionCall:
+        if (!head.done) this.#functionCall(head, f, '');
+        return true;
+      case Op.Sync:
+        return true; // e.g. the implicit COMMIT at Sync failed; ReadyForQuery follows
+      case Op.Parse:
+        this.#shift();
+        this.#rec.emit(this.#opts.meta, this.#rec.text(head.sql, head.sqlBytes), head.name, null, head.timeMs, head.mono, '', 0, f, '', null);
+        break;
+      case Op.Bind: {
+        this.#shift();
+        const st = this.#statements.get(head.ref) ?? UNKNOWN_STATEMENT;
+        this.#rec.emit(this.#opts.meta, st, head.ref, head.params, head.timeMs, head.mono, '', 0, f, '', null);
+        break;
+      }
+      case Op.Execute:
+        this.#shift();
+        this.#finishExecute(head, null, f);
+        break;
+      default:
+        this.#shift();
+    }
+    // Extended protocol: the server skips everything up to the next Sync.
+    for (let next = this.#queue.peek(); next !== undefined && next.kind !== Op.Sync; next = this.#queue.peek()) this.#shift();
+    if (this.#queue.size === 0) this.#discarding = true;
+    return true;
+  }
+
+  /** The next statement of a simple Query completed (or failed, or will never complete). */
+  #queryStatement(op: PendingOp, tag: string, rows: number, err: ErrorFields | null, unfinished: string): void {
+    const span = nextStatement(this.#lex, op.sql, op.cursor, this.#span);
+    const st = span.start < span.end ? this.#rec.text(op.sql.slice(span.start, span.end), -1) : UNKNOWN_STATEMENT;
+    op.cursor = span.next;
+    this.#rec.emit(this.#opts.meta, st, '', null, op.timeMs, op.mono, tag, rows, err, unfinished, op);
+    op.rows = 0;
+    op.copyBytes = 0;
+    op.copyMessages = 0;
+  }
+
+  #functionCall(op: PendingOp, err: ErrorFields | null, unfinished: string): void {
+    op.done = true;
+    const text = `fastpath function call (oid ${op.oid})`;
+    const st = new StatementText(text, text.length, false, 'FUNCTION');
+    this.#rec.emit(this.#opts.meta, st, '', op.params, op.timeMs, op.mono, err === null && unfinished === '' ? 'FUNCTION CALL' : '', 0, err, unfinished, null);
+  }
+
+  #finishExecute(op: PendingOp, ct: CommandTag | null, err: ErrorFields | null): void {
+    const p = this.#portals.get(op.name);
+    const run = p?.run ?? null;
+    const rows = (run !== null ? run.rows : 0) + (ct !== null && ct.hasRows ? ct.rows : op.rows);
+    if (p !== undefined) p.run = null;
+    const st = p?.statement ?? UNKNOWN_STATEMENT;
+    this.#rec.emit(this.#opts.meta, st, p?.statementName ?? '', p?.params ?? null, run?.timeMs ?? op.timeMs, run?.mono ?? op.mono, ct?.command ?? '', rows, err, '', op);
+  }
+
+  #suspend(op: PendingOp): void {
+    let p = this.#portals.get(op.name);
+    if (p === undefined) {
+      // A portal we never saw bound (e.g. a SQL-level cursor): keep its run anyway.
+      p = new Portal(UNKNOWN_STATEMENT, '', null);
+      const old = this.#portals.set(op.name, p);
+      if (old !== undefined) this.#flushRun(old, Unfinished.PortalClosed);
+    }
+    if (p.run === null) p.run = new PortalRun(op.timeMs, op.mono, op.rows);
+    else p.run.rows += op.rows;
+  }
+
+  #flushRun(p: Portal, reason: string): void {
+    const run = p.run;
+    if (run === null) return;
+    p.run = null;
+    this.#rec.emit(this.#opts.meta, p.statement, p.statementName, p.params, run.timeMs, run.mono, '', run.rows, null, reason, null);
+  }
+
+  #closePortals(): void {
+    for (const p of this.#portals.values()) this.#flushRun(p, Unfinished.PortalClosed);
+    this.#portals.clear();
+  }
+
+  /** What an Execute still in the queue would have run, from the Bind and Parse queued before it. */
+  #pendingPortal(index: number, portal: string): Portal {
+    const q = this.#queue;
+    for (let i = index - 1; i >= 0; i--) {
+      const b = q.at(i)!;
+      if (b.kind !== Op.Bind || b.name !== portal) continue;
+      for (let j = i - 1; j >= 0; j--) {
+        const p = q.at(j)!;
+        if (p.kind === Op.Parse && p.name === b.ref) return new Portal(this.#rec.text(p.sql, p.sqlBytes), b.ref, b.params);
+      }
+      return new Portal(this.#statements.get(b.ref) ?? UNKNOWN_STATEMENT, b.ref, b.params);
+    }
+    return new Portal(UNKNOWN_STATEMENT, '', null);
+  }
+
+  #bad(what: string): false {
+    this.#fail('bad_message', `malformed ${what}`);
+    return false;
+  }
+
+  #outOfSync(what: string, head: PendingOp | undefined): false {
+    this.#fail('out_of_sync', `${what} while waiting for ${head === undefined ? 'nothing' : opName(head.kind)}`);
+    return false;
+  }
+}
+
+function opName(kind: Op): string {
+  return ['', 'Query', 'Parse', 'Bind', 'Describe', 'Close', 'Execute', 'Sync', 'FunctionCall'][kind];
+}

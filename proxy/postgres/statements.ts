@@ -1,0 +1,90 @@
+import type { Clock } from '../../lib/clock.js';
+import { redactSql, type RedactMode } from '../../lib/redact.js';
+import { EventKind, makeEvent, type AuditEvent, type SessionMeta } from '../events.js';
+import { classifyStatement } from './classify.js';
+import type { ErrorFields } from './messages.js';
+import { StatementText, type PendingOp } from './pending.js';
+
+/** Why a statement event carries no server result. */
+export const Unfinished = {
+  ConnectionClosed: 'connection_closed',
+  DecodingStopped: 'decoding_stopped',
+  PortalClosed: 'portal_closed',
+} as const;
+
+/**
+ * Turns statement text into what the audit keeps (redacted, cut to
+ * `maxBytes` at a character boundary, classified) and builds statement
+ * events. Knows nothing of the wire.
+ */
+export class StatementRecorder {
+  readonly #mode: RedactMode;
+  readonly #maxBytes: number;
+  readonly #clock: Clock;
+  readonly #emit: (ev: AuditEvent) => void;
+  readonly #logParameters: boolean;
+
+  constructor(mode: RedactMode, maxBytes: number, clock: Clock, emit: (ev: AuditEvent) => void, logParameters: boolean) {
+    this.#mode = mode;
+    this.#maxBytes = maxBytes > 0 ? maxBytes : 0;
+    this.#clock = clock;
+    this.#emit = emit;
+    this.#logParameters = logParameters;
+  }
+
+  /** `sql` as sent, `bytes` its UTF-8 length (or -1 to measure it). */
+  text(sql: string, bytes: number): StatementText {
+    const length = bytes >= 0 ? bytes : Buffer.byteLength(sql);
+    const redacted = redactSql(sql, this.#mode, 'postgres');
+    const cls = classifyStatement(sql);
+    const max = this.#maxBytes;
+    if (redacted.length * 3 <= max) return new StatementText(redacted, length, false, cls);
+    const buf = Buffer.from(redacted, 'utf8');
+    if (buf.length <= max) return new StatementText(redacted, length, false, cls);
+    let cut = max;
+    while (cut > 0 && (buf[cut] & 0xc0) === 0x80) cut--; // do not split a UTF-8 sequence
+    return new StatementText(buf.toString('utf8', 0, cut), length, true, cls);
+  }
+
+  /**
+   * One statement event. `timeMs`/`mono`: when the client sent it; `tag`:
+   * the command of CommandComplete; `err`: the server's error, if any;
+   * `unfinished`: why there is no result (then `err` is null).
+   */
+  emit(
+    meta: SessionMeta,
+    st: StatementText,
+    preparedName: string,
+    params: string[] | null,
+    timeMs: number,
+    mono: number,
+    tag: string,
+    rows: number,
+    err: ErrorFields | null,
+    unfinished: string,
+    op: PendingOp | null,
+  ): void {
+    const ev = makeEvent(EventKind.Statement, meta, timeMs);
+    ev.statement = st.text;
+    ev.statementClass = st.cls;
+    ev.statementLength = BigInt(st.length);
+    ev.statementTruncated = st.truncated;
+    ev.preparedName = preparedName;
+    ev.commandTag = tag;
+    ev.rows = BigInt(rows > 0 ? rows : 0);
+    const d = this.#clock.monoMicros() - mono;
+    ev.durationUs = BigInt(d > 0 ? Math.round(d) : 0);
+    if (params !== null && this.#logParameters) ev.parameters = params;
+    if (err !== null) {
+      ev.errorCode = err.code;
+      ev.sqlstate = err.code;
+      ev.errorMessage = err.message;
+      ev.errorSeverity = err.severity;
+    } else if (unfinished !== '') {
+      ev.reason = unfinished;
+      ev.errorMessage = unfinished === Unfinished.PortalClosed ? 'portal closed before completion' : unfinished === Unfinished.ConnectionClosed ? 'connection closed before completion' : 'outcome unknown: decoding stopped';
+    }
+    if (op !== null && op.copyMessages > 0) ev.detail = `copy_bytes=${op.copyBytes} copy_messages=${op.copyMessages}`;
+    this.#emit(ev);
+  }
+}
