@@ -96,8 +96,14 @@ function pgLibDir(): string | undefined {
   return initdb === undefined ? undefined : join(initdb, '..', '..', 'lib');
 }
 
-/** Why `name` cannot be used on this machine, or undefined when it can. */
+/**
+ * Why `name` cannot be used on this machine, or undefined when it can.
+ * DBAUDIT_TEST_HIDE=pgbouncer,sysbench pretends those are missing (to check
+ * what a test does without them).
+ */
 export function serverMissing(name: ServerName): string | undefined {
+  const hidden = (process.env.DBAUDIT_TEST_HIDE ?? '').split(',').map((s) => s.trim());
+  if (hidden.includes(name)) return `hidden by DBAUDIT_TEST_HIDE`;
   for (const prog of PROGRAMS[name]) {
     if (findBinary(prog) === undefined) return `${prog} not found (${installHint(prog)})`;
   }

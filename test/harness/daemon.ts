@@ -4,14 +4,23 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { asUser } from './exec.js';
+import { userIds } from './cleanup.js';
+import { isRoot } from './exec.js';
 
-/** Start `cmd args` (as `user` when root) in its own session, stdout+stderr appended to `logFile`. */
+/**
+ * Start `cmd args` in its own session, stdout+stderr appended to `logFile`.
+ * As `user` when root: with setuid/setgid in the child (no wrapper process),
+ * so the returned pid is the server's own.
+ */
 export function spawnDaemon(cmd: string, args: readonly string[], logFile: string, user?: string): number {
-  const [file, argv] = asUser(user, cmd, args);
+  let ids: { uid: number; gid: number } | undefined;
+  if (user !== undefined && user !== 'root' && isRoot()) {
+    ids = userIds(user);
+    if (ids === undefined) throw new Error(`OS user ${user} does not exist`);
+  }
   const fd = openSync(logFile, 'a');
   try {
-    const child = spawn(file, argv, { detached: true, stdio: ['ignore', fd, fd] });
+    const child = spawn(cmd, [...args], { detached: true, stdio: ['ignore', fd, fd], uid: ids?.uid, gid: ids?.gid });
     child.on('error', () => {
       /* reported by waitUntil's alive check */
     });

@@ -2,10 +2,10 @@
 // audit logs parsed back exactly.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { needMariadb, needPostgres, readPgauditLog, skipUnless, startMariadb, startPostgres, type MariaServer, type PgServer } from './index.js';
+import { needMariadb, needPostgres, needServer, readPgauditLog, skipUnless, startMariadb, startPostgres, type MariaServer, type PgServer } from './index.js';
 
 describe('PostgreSQL with pgaudit', { skip: skipUnless('pgaudit') }, () => {
   let server: PgServer;
@@ -185,5 +185,48 @@ describe('MariaDB with server_audit', { skip: skipUnless('server_audit') }, () =
     assert.notEqual((await server.mysqlResult('select 1')).code, 0);
     await server.start();
     assert.equal((await server.mysql('select 7')).trim(), '7');
+  });
+});
+
+describe('missing servers', () => {
+  function withEnv<T>(env: Record<string, string | undefined>, fn: () => T): T {
+    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+    for (const [k, v] of Object.entries(env)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    try {
+      return fn();
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  }
+  const fakeContext = () => {
+    const skipped: string[] = [];
+    return { skipped, t: { skip: (msg?: string) => skipped.push(msg ?? '') } as unknown as TestContext };
+  };
+
+  test('outside CI a missing server skips the test with the reason', () => {
+    const { skipped, t } = fakeContext();
+    const ok = withEnv({ CI: undefined, DBAUDIT_TEST_HIDE: 'sysbench' }, () => needServer(t, 'sysbench'));
+    assert.equal(ok, false);
+    assert.deepEqual(skipped, ['sysbench unavailable: hidden by DBAUDIT_TEST_HIDE']);
+    assert.equal(
+      withEnv({ CI: undefined, DBAUDIT_TEST_HIDE: 'pgaudit' }, () => skipUnless('pgaudit')),
+      'pgaudit unavailable: hidden by DBAUDIT_TEST_HIDE',
+    );
+  });
+
+  test('with CI=true a missing server fails the test', () => {
+    const { skipped, t } = fakeContext();
+    assert.throws(
+      () => withEnv({ CI: 'true', DBAUDIT_TEST_HIDE: 'mariadb' }, () => needMariadb(t)),
+      /mariadb is required: hidden by DBAUDIT_TEST_HIDE \(CI=true/,
+    );
+    assert.deepEqual(skipped, []);
+    assert.equal(withEnv({ CI: 'true', DBAUDIT_TEST_HIDE: 'pgaudit' }, () => skipUnless('pgaudit')), false);
   });
 });

@@ -19,3 +19,5 @@ export { PG_LOG_LINE_PREFIX, sharedPostgres, startPostgres, type PgOptions, type
 export { parseCsvRecord, readLogMessages, readPgauditLog, type PgauditEntry } from './pgaudit-log.js';
 export { sharedMariadb, startMariadb, type MariaOptions, type MariaServer, type MysqlOptions } from './mariadb.js';
 export { parseServerAuditLine, readServerAuditLog, waitForServerAudit, type ServerAuditEntry } from './server-audit-log.js';
+export { startPgbouncer, type PgbouncerOptions, type PgbouncerServer } from './pgbouncer.js';
+export { makeTlsFiles, type TlsFiles, type TlsOptions } from './tls.js';

@@ -5,10 +5,10 @@
 // logs in over the Unix socket without a password, and a password user
 // (`dbaudit`, all privileges, mysql_native_password) is made for TCP clients
 // such as sysbench and mysql2.
-import { readFileSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { binary, mariadbPluginDir } from './binaries.js';
-import { makeTempDir, onExit, shellCommand, startReaper, stopReaper } from './cleanup.js';
+import { chownTree, makeTempDir, onExit, shellCommand, startReaper, stopReaper } from './cleanup.js';
 import { killAndWait, pidAlive, spawnDaemon, waitUntil } from './daemon.js';
 import { CommandError, run, type RunResult } from './exec.js';
 import { freePort, isAddressInUse } from './ports.js';
@@ -115,9 +115,10 @@ function serverArgs(base: string, port: number, opts: MariaOptions): string[] {
     );
   }
   if (opts.ssl !== undefined) {
+    // copies in the base dir (see create): readable by mysql
     a.splice(a.indexOf('--skip-ssl'), 1);
-    a.push(`--ssl-cert=${opts.ssl.certFile}`, `--ssl-key=${opts.ssl.keyFile}`);
-    if (opts.ssl.caFile !== undefined) a.push(`--ssl-ca=${opts.ssl.caFile}`);
+    a.push(`--ssl-cert=${join(base, 'server.crt')}`, `--ssl-key=${join(base, 'server.key')}`);
+    if (opts.ssl.caFile !== undefined) a.push(`--ssl-ca=${join(base, 'ca.crt')}`);
   }
   for (const [k, v] of Object.entries(opts.settings ?? {})) a.push(`--${k}=${v}`);
   return a;
@@ -166,6 +167,13 @@ async function create(opts: MariaOptions, ownerPid: number, bindToProcess: boole
     base.remove();
     throw e;
   });
+  if (opts.ssl !== undefined) {
+    copyFileSync(opts.ssl.certFile, join(base.dir, 'server.crt'));
+    copyFileSync(opts.ssl.keyFile, join(base.dir, 'server.key'));
+    if (opts.ssl.caFile !== undefined) copyFileSync(opts.ssl.caFile, join(base.dir, 'ca.crt'));
+    chmodSync(join(base.dir, 'server.key'), 0o600);
+    chownTree(base.dir, OS_USER);
+  }
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const args = serverArgs(base.dir, port, opts);

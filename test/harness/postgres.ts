@@ -4,11 +4,11 @@
 // in a fresh temporary directory holding data/, sock/ and postgres.log, all
 // owned by postgres. The log line prefix names the user and database so that
 // pgaudit's lines can be attributed (see pgaudit-log.ts).
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { binary } from './binaries.js';
 import { chownTree, makeTempDir, onExit, shellCommand, startReaper, stopReaper } from './cleanup.js';
+import { childPids, killAndWait, pidAlive } from './daemon.js';
 import { asUser, CommandError, run, runSyncQuiet, type RunResult } from './exec.js';
 import { readPgauditLog, type PgauditEntry } from './pgaudit-log.js';
 import { freePort, isAddressInUse } from './ports.js';
@@ -163,15 +163,6 @@ function postmasterPid(dataDir: string): number | undefined {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function create(opts: PgOptions, ownerPid: number, bindToProcess: boolean): Promise<PgState> {
   const base = makeTempDir('pg', OS_USER);
   const dataDir = join(base.dir, 'data');
@@ -309,15 +300,11 @@ function attach(state: PgState, owned: boolean): PgServer {
       await refuse('kill')();
       const pid = postmasterPid(dataDir);
       if (pid === undefined) return;
-      const children = childPids(pid);
-      for (const p of [pid, ...children]) {
-        try {
-          process.kill(p, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-      for (let i = 0; i < 200 && [pid, ...children].some(alive); i++) await sleep(25);
+      await killAndWait([pid, ...childPids(pid)]);
+      // A killed postmaster whose parent never reaps it stays a zombie, and
+      // PostgreSQL's lock check (kill(pid, 0)) would still see it running.
+      rmSync(join(dataDir, 'postmaster.pid'), { force: true });
+      rmSync(join(socketDir, `.s.PGSQL.${state.port}.lock`), { force: true });
     },
     start: async () => {
       await refuse('start')();
@@ -326,27 +313,11 @@ function attach(state: PgState, owned: boolean): PgServer {
     dispose: async () => {
       await refuse('dispose')();
       const pid = postmasterPid(dataDir);
-      if (pid !== undefined && alive(pid)) await pgCtl(dataDir, ['-m', 'immediate', '-w', '-t', '60', 'stop']).catch(() => undefined);
+      if (pid !== undefined && pidAlive(pid)) await pgCtl(dataDir, ['-m', 'immediate', '-w', '-t', '60', 'stop']).catch(() => undefined);
       runSyncQuiet('rm', ['-rf', state.baseDir]);
     },
   };
   return server;
-}
-
-/** Pids whose parent is `ppid` (from /proc). */
-function childPids(ppid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === ppid) out.push(Number(name));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
 }
 
 /** A new PostgreSQL owned by this process, stopped and removed at its exit. */
@@ -369,7 +340,7 @@ export async function sharedPostgres(opts: Omit<PgOptions, 'ssl'> = { pgaudit: t
     start: (owner) => create(opts, owner, owner === process.pid),
     alive: (st) => {
       const pid = postmasterPid(join(st.baseDir, 'data'));
-      return pid !== undefined && alive(pid);
+      return pid !== undefined && pidAlive(pid);
     },
   });
   return attach(state, false);
