@@ -83,7 +83,8 @@ export class EmbeddedStore implements Store {
   #count = 0;
   #closed = false;
   readonly #queue: Job[] = [];
-  #draining: Promise<void> | undefined;
+  #running = false;
+  #draining: Promise<void> = Promise.resolve();
   readonly #reads = new Set<Promise<unknown>>();
 
   constructor(dir: string) {
@@ -184,17 +185,25 @@ export class EmbeddedStore implements Store {
       return;
     }
     this.#queue.push(job);
-    this.#draining ??= this.#drain().finally(() => {
-      this.#draining = undefined;
-    });
+    // #running flips back in the same synchronous step that finds the queue
+    // empty, so a job pushed while the last group's callers resume is never
+    // left without a drain loop.
+    if (!this.#running) {
+      this.#running = true;
+      this.#draining = this.#drain();
+    }
   }
 
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
+    for (;;) {
+      if (this.#queue.length === 0) {
+        this.#running = false;
+        return;
+      }
       const head = this.#queue[0];
       if ('task' in head) {
         this.#queue.shift();
-        await head.task();
+        await head.task().catch(() => undefined); // tasks report their own errors
         continue;
       }
       const group: PutJob[] = [];

@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { toBinary } from '@bufbuild/protobuf';
+import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
+import { isAuditError, ErrorCode } from '../lib/errors.js';
+import { EmbeddedStore } from './store-embedded.js';
+import { RocksDb } from './rocksdb-binding.js';
+import { TAG } from './store-keys.js';
+import { startGateway } from './server.js';
+import type { StoredEvent } from './store.js';
+import { T0, TestStream, batchOf, gatewayConfig, makeTestEvent, tempDir } from './testing.js';
+
+function stored(ev: AuditEvent, deliveredBy = 'col-a'): StoredEvent {
+  const t = ev.time;
+  assert.ok(t);
+  return { eventId: ev.eventId, timeMicros: Number(t.seconds) * 1e6 + t.nanos / 1000, event: ev, raw: toBinary(AuditEventSchema, ev), deliveredBy, receivedAtMs: T0 };
+}
+
+async function keysByTag(dir: string): Promise<Record<string, number>> {
+  const db = new RocksDb(dir);
+  await db.open();
+  const counts: Record<string, number> = {};
+  const it = db.iterator({ values: false });
+  for (let e = await it.next(); e; e = await it.next()) {
+    const tag = String.fromCharCode(e.key[0]);
+    counts[tag] = (counts[tag] ?? 0) + 1;
+  }
+  await it.end();
+  await db.close();
+  return counts;
+}
+
+test('concurrent puts with overlapping ids store each id once and account for every event', async () => {
+  const tmp = tempDir();
+  const store = new EmbeddedStore(tmp.dir);
+  await store.open();
+  try {
+    const evs = Array.from({ length: 300 }, (_, i) => stored(makeTestEvent({ timeMs: T0 + i })));
+    // 30 writers, each with an overlapping window of 50 events, plus a repeat inside one call
+    const calls = Array.from({ length: 30 }, (_, w) => store.put([...Array.from({ length: 50 }, (_, j) => evs[(w * 10 + j) % 300]), evs[w * 10]]));
+    const results = await Promise.all(calls);
+    assert.equal(results.reduce((n, r) => n + r.stored, 0), 300);
+    assert.equal(results.reduce((n, r) => n + r.stored + r.duplicates, 0), 30 * 51);
+    for (const r of results) assert.equal(r.fresh.length, r.stored);
+    assert.deepEqual(results[0], { stored: 50, duplicates: 1, fresh: Array.from({ length: 50 }, (_, i) => i) });
+    assert.equal(await store.count(), 300);
+    assert.deepEqual(await store.put([]), { stored: 0, duplicates: 0, fresh: [] });
+  } finally {
+    await store.close();
+  }
+  // every event has its record, its id key and five index keys (user, database, session, kind, collector)
+  assert.deepEqual(await keysByTag(tmp.dir), { E: 300, I: 300, U: 300, D: 300, S: 300, K: 300, C: 300, M: 1 });
+  tmp.remove();
+});
+
+test('a put issued as soon as the previous one resolves is not stranded (sequential puts, then delete)', async () => {
+  const tmp = tempDir();
+  const store = new EmbeddedStore(tmp.dir);
+  await store.open();
+  for (let i = 0; i < 50; i++) assert.equal((await store.put([stored(makeTestEvent({ timeMs: T0 + i }))])).stored, 1);
+  assert.equal(await store.deleteBefore((T0 + 10) * 1000), 10);
+  await store.close();
+  tmp.remove();
+});
+
+test('index values that share a prefix or hold NUL bytes do not mix', async () => {
+  const tmp = tempDir();
+  const store = new EmbeddedStore(tmp.dir);
+  await store.open();
+  try {
+    const a = makeTestEvent({ timeMs: T0, user: 'ann' });
+    const b = makeTestEvent({ timeMs: T0 + 1, user: 'ann\u0000x' });
+    const c = makeTestEvent({ timeMs: T0 + 2, user: 'anna' });
+    const d = makeTestEvent({ timeMs: T0 + 3, user: 'an' });
+    await store.put([a, b, c, d].map((e) => stored(e)));
+    for (const [user, want] of [['ann', a], ['ann\u0000x', b], ['anna', c], ['an', d]] as const) {
+      assert.deepEqual((await store.search({ user, limit: 10 })).map((e) => e.eventId), [want.eventId], JSON.stringify(user));
+    }
+  } finally {
+    await store.close();
+    tmp.remove();
+  }
+});
+
+test('retention deletes records, id keys and index keys, and keeps the count', async () => {
+  const tmp = tempDir();
+  const store = new EmbeddedStore(tmp.dir);
+  await store.open();
+  const evs = Array.from({ length: 2500 }, (_, i) => stored(makeTestEvent({ timeMs: T0 + i })));
+  await store.put(evs);
+  assert.equal(await store.deleteBefore((T0 + 2200) * 1000), 2200);
+  assert.equal(await store.count(), 300);
+  assert.equal((await store.search({ limit: 10_000 })).length, 300);
+  await store.close();
+  assert.deepEqual(await keysByTag(tmp.dir), { E: 300, I: 300, U: 300, D: 300, S: 300, K: 300, C: 300, M: 1 });
+  const again = new EmbeddedStore(tmp.dir);
+  await again.open();
+  assert.equal(await again.count(), 300);
+  await again.close();
+  tmp.remove();
+});
+
+test('a closed store refuses calls with DBA_CLOSED', async () => {
+  const tmp = tempDir();
+  const store = new EmbeddedStore(tmp.dir);
+  await store.open();
+  const pending = store.put([stored(makeTestEvent())]);
+  await store.close();
+  assert.equal((await pending).stored, 1, 'a put queued before close still completes');
+  await assert.rejects(store.put([stored(makeTestEvent())]), (e) => isAuditError(e, ErrorCode.Closed));
+  await assert.rejects(store.search({ limit: 1 }), (e) => isAuditError(e, ErrorCode.Closed));
+  await assert.rejects(store.count(), (e) => isAuditError(e, ErrorCode.Closed));
+  tmp.remove();
+});
+
+test('closing the gateway with a stream open answers what it received and does not hang', async () => {
+  const tmp = tempDir();
+  const gw = await startGateway({ config: gatewayConfig(tmp.dir) });
+  const s = new TestStream(gw.address);
+  s.send(batchOf(1, [makeTestEvent()]));
+  await s.waitAcks(1);
+  await gw.close();
+  const status = await s.done;
+  assert.notEqual(status.code, grpc.status.OK);
+  s.client.close();
+  tmp.remove();
+});
