@@ -137,6 +137,10 @@ export class PgDecoder implements FrameHandler {
   get stopped(): boolean {
     return this.#frames.stopped;
   }
+  /** True while a frame is incomplete. */
+  get partial(): boolean {
+    return this.#frames.partial;
+  }
   /** True while the client side is still in the untyped startup phase. */
   get inStartup(): boolean {
     return this.#phase === Phase.Startup;

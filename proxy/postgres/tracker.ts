@@ -14,6 +14,8 @@ export const TrackerAnomaly = {
   TlsNotObserved: 'unobservable_tls',
   GssNotObserved: 'unobservable_gssenc',
   Internal: 'internal_error',
+  /** The connection ended in the middle of a message. */
+  Truncated: 'truncated_message',
 } as const;
 
 /** Bounds on what one session may hold besides framing buffers. */
@@ -128,6 +130,9 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
 
   end(reason: string, detail?: string): void {
     if (this.#ended) return;
+    if (this.#decoding && (this.#client.partial || this.#server.partial)) {
+      this.#fail(TrackerAnomaly.Truncated, this.#client.partial ? 'client message cut by the end of the connection' : 'server message cut by the end of the connection');
+    }
     this.#ended = true;
     if (this.#phase === Phase.Cancel) return;
     try {

@@ -85,6 +85,11 @@ export class FrameBuffer {
     return this.#stopped;
   }
 
+  /** True while a frame is incomplete (partly buffered, or its body still being skipped). */
+  get partial(): boolean {
+    return this.#fill > 0 || this.#skip > 0;
+  }
+
   /** Stops decoding and releases the pending buffer. */
   stop(): void {
     this.#stopped = true;
