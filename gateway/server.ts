@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
-import type { Clock } from '../lib/clock.js';
+import { systemClock, type Clock } from '../lib/clock.js';
 import type { Config } from '../lib/config.js';
 import { parseAddress } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
@@ -11,6 +11,7 @@ import { allowAll, type CallGuard } from './auth.js';
 import { serverCredentials } from './credentials.js';
 import { IngestHandler } from './ingest.js';
 import { QueryHandler } from './query.js';
+import { startRetention } from './retention.js';
 import { createStore, type Store } from './store.js';
 
 /**
@@ -39,6 +40,8 @@ export interface GatewayHandle {
   readonly address: string;
   readonly store: Store;
   readonly metrics: GatewayMetrics;
+  /** The retention sweep run at start (resolved at once when gateway.retention is 0). */
+  readonly retentionSwept: Promise<void>;
   /** Stops accepting, answers the batches already received, then closes the store. */
   close(): Promise<void>;
 }
@@ -102,6 +105,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     await store.close();
     throw AuditError.from(err, ErrorCode.Gateway, `cannot listen on ${config.gateway.listen}`);
   }
+  const retention = startRetention(store, config.gateway.retention, clock ?? systemClock, logger);
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
   const address = `${host}:${port}`;
   logger.info({ address, store: store.kind }, 'gateway listening');
@@ -113,11 +117,12 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       await withTimeout(ingest.drain(), DRAIN_TIMEOUT_MS);
       server.forceShutdown();
       await shutdown;
+      await retention.stop();
       await store.close();
       logger.info({ address }, 'gateway stopped');
     })();
     return closing;
   };
 
-  return { address, store, metrics, close };
+  return { address, store, metrics, retentionSwept: retention.firstSweep, close };
 }

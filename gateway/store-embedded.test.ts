@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { toBinary } from '@bufbuild/protobuf';
 import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import { isAuditError, ErrorCode } from '../lib/errors.js';
+import { ManualClock } from '../lib/clock.js';
 import { EmbeddedStore } from './store-embedded.js';
 import { RocksDb } from './rocksdb-binding.js';
 import { TAG } from './store-keys.js';
@@ -125,4 +126,25 @@ test('closing the gateway with a stream open answers what it received and does n
   assert.notEqual(status.code, grpc.status.OK);
   s.client.close();
   tmp.remove();
+});
+
+test('gateway.retention sweeps events older than the retention when the gateway starts', async () => {
+  const tmp = tempDir();
+  let gw = await startGateway({ config: gatewayConfig(tmp.dir) });
+  const s = new TestStream(gw.address);
+  const old = makeTestEvent({ timeMs: T0 });
+  const recent = makeTestEvent({ timeMs: T0 + 90 * 60_000 });
+  s.send(batchOf(1, [old, recent]));
+  await s.waitAcks(1);
+  await s.finish();
+  await gw.close();
+  gw = await startGateway({ config: gatewayConfig(tmp.dir, ['--gateway.retention', '1h']), clock: new ManualClock(T0 + 2 * 3_600_000) });
+  try {
+    await gw.retentionSwept;
+    assert.equal(await gw.store.count(), 1);
+    assert.deepEqual((await gw.store.search({ limit: 10 })).map((e) => e.eventId), [recent.eventId]);
+  } finally {
+    await gw.close();
+    tmp.remove();
+  }
 });

@@ -49,7 +49,7 @@ export function idString(b: Buffer): string {
 
 function u64(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
-  b.writeBigUInt64BE(BigInt(n));
+  b.writeBigUInt64BE(BigInt(Math.floor(n)));
   return b;
 }
 
