@@ -246,3 +246,29 @@ test('a restarted gateway keeps its events and still recognises them as duplicat
     tmp.remove();
   }
 });
+
+test('bytes that are not an EventBatch end that stream with INVALID_ARGUMENT, counted; other streams go on', async () => {
+  const tmp = tempDir();
+  const gw = await startGateway({ config: gatewayConfig(tmp.dir) });
+  try {
+    const raw = new grpc.Client(gw.address, grpc.credentials.createInsecure());
+    const call = raw.makeBidiStreamRequest('/dbaudit.audit.v1.IngestService/Stream', (b: Buffer) => b, (b: Buffer) => b);
+    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    call.on('error', () => undefined);
+    call.write(Buffer.from([0xff, 0xff, 0xff]));
+    const other = new TestStream(gw.address);
+    other.send(batchOf(1, events(2)));
+    const s = await status;
+    assert.equal(s.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(s.details, /^the message is not a valid EventBatch \(/);
+    raw.close();
+    await other.waitAcks(1);
+    assert.equal(other.acks[0].stored, 2);
+    await other.finish();
+    assert.equal(await metricValue(gw.metrics, 'dbaudit_gateway_events_rejected_total', { reason: 'batch_decode' }), 1);
+    assert.equal(await metricValue(gw.metrics, 'dbaudit_api_requests_total', { endpoint: 'events', status: '400' }), 1);
+  } finally {
+    await gw.close();
+    tmp.remove();
+  }
+});

@@ -3,7 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import { BatchAckSchema, type BatchAck, type EventBatch } from '../proto/gen/audit/v1/ingest_pb.js';
-import { httpStatusOf } from '../lib/grpc.js';
+import { httpStatusOf, ingestDefinition } from '../lib/grpc.js';
 import type { GatewayMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
 import type { CallGuard } from './auth.js';
@@ -32,6 +32,35 @@ export interface IngestOptions {
   onStored?: (events: AuditEvent[]) => void;
   now?: () => number;
 }
+
+/** What the server's deserializer yields for bytes that are not an EventBatch. */
+class MalformedBatch {
+  readonly message: string;
+  constructor(message: string) {
+    this.message = message;
+  }
+}
+
+/**
+ * The ingest service definition the server registers: as lib/grpc.ts's,
+ * except that a request that does not decode reaches the handler (to be
+ * counted and answered INVALID_ARGUMENT) instead of grpc-js's bare INTERNAL.
+ */
+export const ingestServerDefinition: grpc.ServiceDefinition = Object.fromEntries(
+  Object.entries(ingestDefinition).map(([name, method]) => [
+    name,
+    {
+      ...method,
+      requestDeserialize: (buf: Buffer): unknown => {
+        try {
+          return method.requestDeserialize(buf);
+        } catch (err) {
+          return new MalformedBatch(err instanceof Error ? err.message : String(err));
+        }
+      },
+    },
+  ]),
+);
 
 type Outcome = { ack: BatchAck; fresh: AuditEvent[] } | { status: grpc.StatusObject };
 
@@ -72,10 +101,10 @@ export class IngestHandler {
       void p.finally(() => this.#streams.delete(p));
     };
 
-    call.on('data', (batch: EventBatch) => {
+    call.on('data', (batch: EventBatch | MalformedBatch) => {
       if (failed) return;
       const started = process.hrtime.bigint();
-      const outcome = this.#handleBatch(batch, auth.identity, log);
+      const outcome = batch instanceof MalformedBatch ? this.#malformed(batch, log) : this.#handleBatch(batch, auth.identity, log);
       inFlight++;
       if (inFlight >= MAX_IN_FLIGHT && !paused) {
         paused = true;
@@ -123,6 +152,14 @@ export class IngestHandler {
   /** Resolves when every batch already received has been stored and answered. */
   async drain(): Promise<void> {
     while (this.#streams.size > 0) await Promise.allSettled([...this.#streams]);
+  }
+
+  async #malformed(batch: MalformedBatch, log: Logger): Promise<Outcome> {
+    this.#opts.metrics.eventsRejected.inc({ reason: 'batch_decode' });
+    log.warn({ error: batch.message }, 'undecodable batch');
+    return {
+      status: { code: grpc.status.INVALID_ARGUMENT, details: `the message is not a valid EventBatch (${batch.message})`, metadata: new grpc.Metadata() },
+    };
   }
 
   async #handleBatch(batch: EventBatch, identity: string | undefined, log: Logger): Promise<Outcome> {

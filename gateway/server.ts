@@ -4,12 +4,12 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import type { Config } from '../lib/config.js';
 import { parseAddress } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
-import { MAX_MESSAGE_BYTES, ingestDefinition, queryDefinition } from '../lib/grpc.js';
+import { MAX_MESSAGE_BYTES, queryDefinition } from '../lib/grpc.js';
 import { silentLogger, type Logger } from '../lib/log.js';
 import { GatewayMetrics } from '../lib/metrics.js';
 import { allowAll, type CallGuard } from './auth.js';
 import { serverCredentials } from './credentials.js';
-import { IngestHandler } from './ingest.js';
+import { IngestHandler, ingestServerDefinition } from './ingest.js';
 import { QueryHandler } from './query.js';
 import { startRetention } from './retention.js';
 import { createStore, type Store } from './store.js';
@@ -94,7 +94,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const ingest = new IngestHandler({ store, metrics, logger, guard, onStored: opts.onStored, now });
   const query = new QueryHandler({ store, metrics, logger, guard });
   const server = new grpc.Server(SERVER_OPTIONS);
-  server.addService(ingestDefinition, { stream: ingest.stream });
+  server.addService(ingestServerDefinition, { stream: ingest.stream });
   server.addService(queryDefinition, { search: query.search });
 
   let port: number;
