@@ -7,7 +7,7 @@ import { AuditError, ErrorCode } from '../lib/errors.js';
 import { MAX_MESSAGE_BYTES, queryDefinition } from '../lib/grpc.js';
 import { silentLogger, type Logger } from '../lib/log.js';
 import { GatewayMetrics } from '../lib/metrics.js';
-import { allowAll, type CallGuard } from './auth.js';
+import { guardFromConfig, type CallGuard } from './auth.js';
 import { serverCredentials } from './credentials.js';
 import { IngestHandler, ingestServerDefinition } from './ingest.js';
 import { QueryHandler } from './query.js';
@@ -29,7 +29,7 @@ export interface GatewayOptions {
   onStored?: (events: AuditEvent[]) => void;
   /** A store to use instead of the one `gateway.store` names (tests, wrappers). Opened here, closed by `close()`. */
   store?: Store;
-  /** Admission check for every call; default admits everyone. */
+  /** Admission check for every call; default from gateway.token_file (none: everyone). */
   guard?: CallGuard;
   /** Time source for received_at (tests). */
   clock?: Clock;
@@ -84,7 +84,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const listen = parseAddress(config.gateway.listen);
   if (!listen) throw new AuditError(ErrorCode.Config, `config gateway.listen: invalid value ${JSON.stringify(config.gateway.listen)}; expected host:port`);
   const creds = serverCredentials(config);
-  const guard = opts.guard ?? allowAll;
+  const guard = opts.guard ?? guardFromConfig(config, metrics);
 
   const store = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir));
   await store.open();
