@@ -10,6 +10,8 @@ import { SearchRequestSchema, type SearchResponse } from '../proto/gen/audit/v1/
 import { IngestClient, QueryClient } from '../lib/grpc.js';
 import { isAuditError, ErrorCode } from '../lib/errors.js';
 import { startGateway } from './server.js';
+import { runEventsCommand } from './events-command.js';
+import { Writable } from 'node:stream';
 import { batchOf, gatewayConfig, makeTestEvent, tempDir } from './testing.js';
 
 type Ingest = grpc.Client & { stream(md?: grpc.Metadata): grpc.ClientDuplexStream<EventBatch, BatchAck> };
@@ -30,6 +32,12 @@ function sendOne(client: Ingest, batch: EventBatch, md = new grpc.Metadata()): P
 
 function searchAll(client: Query, md = new grpc.Metadata()): Promise<SearchResponse> {
   return new Promise((resolve, reject) => client.search(create(SearchRequestSchema, {}), md, (e, r) => (e ? reject(e) : resolve(r as SearchResponse))));
+}
+
+function sink(): Writable & { text(): string } {
+  let buf = '';
+  const w = new Writable({ write(chunk: Buffer, _enc, cb) { buf += chunk.toString(); cb(); } });
+  return Object.assign(w, { text: () => buf });
 }
 
 function bearer(token: string): grpc.Metadata {
@@ -58,11 +66,18 @@ test('with gateway.token_file, callers without the bearer token are refused and 
     const ack = await sendOne(ingest, batchOf(2, [makeTestEvent()]), bearer(token));
     assert.equal(ack.stored, 1);
     assert.equal((await searchAll(query, bearer(token))).events.length, 1);
+    const out = sink();
+    const err = sink();
+    assert.equal(await runEventsCommand(['--gateway', gw.address, '--json'], {}, out, err), 1);
+    assert.equal(err.text(), `dbaudit events: the gateway at ${gw.address} refused the credentials: missing bearer token (authorization: Bearer <token>)\n`);
+    assert.equal(await runEventsCommand(['--gateway', gw.address, '--json', '--token-file', tokenFile], {}, out, err), 0);
+    assert.equal(out.text().split('\n').filter(Boolean).length, 1);
+    assert.equal(await runEventsCommand(['--gateway', gw.address, '--token-file', join(tmp.dir, 'missing')], {}, sink(), sink()), 2);
     const json = await gw.metrics.registry.getMetricsAsJSON();
-    assert.equal(json.find((m) => m.name === 'dbaudit_gateway_auth_failures_total')?.values[0].value, 3);
+    assert.equal(json.find((m) => m.name === 'dbaudit_gateway_auth_failures_total')?.values[0].value, 4);
     const req = json.find((m) => m.name === 'dbaudit_api_requests_total')?.values ?? [];
     assert.equal(req.find((v) => v.labels.endpoint === 'events' && v.labels.status === '401')?.value, 2);
-    assert.equal(req.find((v) => v.labels.endpoint === 'query' && v.labels.status === '401')?.value, 1);
+    assert.equal(req.find((v) => v.labels.endpoint === 'query' && v.labels.status === '401')?.value, 2);
   } finally {
     ingest.close();
     query.close();
@@ -123,6 +138,11 @@ test('TLS, and mutual TLS naming the collector by its certificate', async () => 
     const noCert = new IngestClient(mtls.address, grpc.credentials.createSsl(pem('ca.crt'))) as unknown as Ingest;
     await assert.rejects(sendOne(noCert, batchOf(1, [makeTestEvent()])), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
     noCert.close();
+    const ca = f('ca.crt');
+    const out = sink();
+    assert.equal(await runEventsCommand(['--gateway', mtls.address, '--tls-ca', ca], {}, sink(), sink()), 1);
+    assert.equal(await runEventsCommand(['--gateway', mtls.address, '--tls-ca', ca, '--tls-cert', f('client.crt'), '--tls-key', f('client.key')], {}, out, sink()), 0);
+    assert.equal(out.text(), '');
     const withCert = new IngestClient(mtls.address, grpc.credentials.createSsl(pem('ca.crt'), pem('client.key'), pem('client.crt'))) as unknown as Ingest;
     const ev = makeTestEvent();
     assert.equal((await sendOne(withCert, create(EventBatchSchema, { ...batchOf(1, [ev]), collectorId: 'claims-to-be-someone-else' }))).stored, 1);

@@ -10,6 +10,7 @@ import { formatEventLine } from '../lib/format.js';
 import { parseDuration } from '../lib/units.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { MAX_SEARCH_LIMIT } from './store.js';
+import { clientAuth, type ClientSecurity } from './client-credentials.js';
 
 /**
  * `dbaudit events`: asks a gateway's QueryService for events and prints
@@ -28,6 +29,10 @@ export const EVENTS_USAGE = `usage: dbaudit events [--gateway HOST:PORT] [--sinc
   --text      case-insensitive substring of the statement
   --limit N   at most N events (default 100, at most ${MAX_SEARCH_LIMIT})
   --json      one JSON object per line (protobuf JSON mapping of AuditEvent)
+  --token-file F   bearer token for the gateway (env DBAUDIT_COLLECTOR_GATEWAY_TOKEN_FILE)
+  --tls-ca F       CA bundle: use TLS (env DBAUDIT_COLLECTOR_GATEWAY_TLS_CA_FILE)
+  --tls-cert F, --tls-key F   client certificate for mutual TLS
+                   (env DBAUDIT_COLLECTOR_GATEWAY_TLS_CERT_FILE, ..._TLS_KEY_FILE)
   kinds: ${EVENT_KINDS.join(', ')}
 `;
 
@@ -54,7 +59,7 @@ export function parseTimeArg(flag: string, text: string, nowMs: number): number 
   throw usageError(`--${flag}: invalid time ${JSON.stringify(text)}; expected an RFC 3339 time such as 2026-03-01T12:00:00Z or a duration ago such as 15m, 2h, 7d`);
 }
 
-const STRING_FLAGS = ['gateway', 'since', 'until', 'user', 'database', 'session', 'kind', 'text', 'limit'] as const;
+const STRING_FLAGS = ['gateway', 'since', 'until', 'user', 'database', 'session', 'kind', 'text', 'limit', 'token-file', 'tls-ca', 'tls-cert', 'tls-key'] as const;
 type StringFlag = (typeof STRING_FLAGS)[number];
 type Flags = Partial<Record<StringFlag, string>> & { json?: boolean; help?: boolean };
 
@@ -86,7 +91,11 @@ function parseFlags(argv: readonly string[]): Flags {
 }
 
 /** The SearchRequest and output mode the arguments ask for; throws DBA_CONFIG naming the bad flag. */
-export function parseEventsArgs(argv: string[], env: NodeJS.ProcessEnv, nowMs: number): { gateway: string; request: SearchRequest; json: boolean; help: boolean } {
+export function parseEventsArgs(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  nowMs: number,
+): { gateway: string; request: SearchRequest; json: boolean; help: boolean; security: ClientSecurity } {
   const values = parseFlags(argv);
   const gateway = values.gateway ?? env.DBAUDIT_GATEWAY ?? DEFAULT_GATEWAY;
   if (!parseAddress(gateway)) throw usageError(`--gateway: invalid address ${JSON.stringify(gateway)}; expected host:port`);
@@ -116,17 +125,24 @@ export function parseEventsArgs(argv: string[], env: NodeJS.ProcessEnv, nowMs: n
   if (since !== undefined && until !== undefined && since >= until) throw usageError('--since must be before --until');
   if (since !== undefined) request.since = timestampFromMs(since);
   if (until !== undefined) request.until = timestampFromMs(until);
-  return { gateway, request, json: values.json ?? false, help: values.help ?? false };
+  const security: ClientSecurity = {
+    tokenFile: values['token-file'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TOKEN_FILE,
+    caFile: values['tls-ca'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TLS_CA_FILE,
+    certFile: values['tls-cert'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TLS_CERT_FILE,
+    keyFile: values['tls-key'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TLS_KEY_FILE,
+  };
+  return { gateway, request, json: values.json ?? false, help: values.help ?? false, security };
 }
 
-function search(gateway: string, request: SearchRequest): Promise<SearchResponse> {
-  const client = new QueryClient(gateway, grpc.credentials.createInsecure(), {
+function search(gateway: string, request: SearchRequest, security: ClientSecurity): Promise<SearchResponse> {
+  const { credentials, metadata } = clientAuth(security);
+  const client = new QueryClient(gateway, credentials, {
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   }) as unknown as grpc.Client & {
-    search(req: SearchRequest, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: SearchResponse) => void): void;
+    search(req: SearchRequest, md: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: SearchResponse) => void): void;
   };
   return new Promise<SearchResponse>((resolve, reject) => {
-    client.search(request, { deadline: Date.now() + DEADLINE_MS }, (err, res) => {
+    client.search(request, metadata, { deadline: Date.now() + DEADLINE_MS }, (err, res) => {
       client.close();
       if (err) reject(err);
       else resolve(res as SearchResponse);
@@ -166,6 +182,7 @@ export async function runEventsCommand(
   let parsed;
   try {
     parsed = parseEventsArgs(argv, env, Date.now());
+    clientAuth(parsed.security); // unreadable files are a usage error, before any network
   } catch (err) {
     await write(errOut, `dbaudit events: ${err instanceof Error ? err.message : String(err)}\n\n${EVENTS_USAGE}`);
     return 2;
@@ -176,7 +193,7 @@ export async function runEventsCommand(
   }
   let res: SearchResponse;
   try {
-    res = await search(parsed.gateway, parsed.request);
+    res = await search(parsed.gateway, parsed.request, parsed.security);
   } catch (err) {
     const text = err && typeof err === 'object' && 'code' in err ? describeFailure(parsed.gateway, err as grpc.ServiceError) : String(err);
     await write(errOut, `dbaudit events: ${text}\n`);
