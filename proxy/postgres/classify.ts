@@ -63,7 +63,7 @@ const lex = new SqlLexer(POSTGRES);
 /** The class of one statement of SQL text (PostgreSQL). */
 export function classifyStatement(sql: string): StatementClass {
   lex.reset(sql);
-  const first = nextWord(0);
+  const first = firstWord();
   if (first === '') return 'MISC';
   const cls = FIRST[first];
   if (cls === undefined) {
@@ -86,6 +86,15 @@ export function classifyStatement(sql: string): StatementClass {
     return 'ROLE';
   }
   return 'DDL';
+}
+
+/** The first word, inside any leading parentheses: `(SELECT …) UNION …`. */
+function firstWord(): string {
+  for (;;) {
+    const t = lex.next();
+    if (t === Tok.Word) return lex.value().toUpperCase();
+    if (t !== Tok.Space && t !== Tok.Comment && t !== Tok.OpenParen) return '';
+  }
 }
 
 /**

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MASKED_PASSWORD, MASKED_STATEMENT, redactSql } from './redact.js';
+
+const lit = (s: string): string => redactSql(s, 'literals', 'postgres');
+const none = (s: string): string => redactSql(s, 'none', 'postgres');
+const mlit = (s: string): string => redactSql(s, 'literals', 'mysql');
+const mnone = (s: string): string => redactSql(s, 'none', 'mysql');
+
+describe('redactSql postgres literals', () => {
+  const cases: [string, string][] = [
+    ["select * from t where a = 'x'", 'select * from t where a = ?'],
+    ["select 'it''s'", 'select ?'],
+    ["select E'a\\'b', e'\\\\'", 'select ?, ?'],
+    ["select U&'d\\0061t\\+000061' UESCAPE '!'", 'select ? UESCAPE ?'],
+    ["select $$a 'quoted' ; b$$", 'select ?'],
+    ['select $fn$ body $$ inner $$ $fn$ from t', 'select ? from t'],
+    ['select 1, 4.2, .5, 1e10, 2.5E-3, 0x1F, 0o17, 0b101, 1_000_000', 'select ?, ?, ?, ?, ?, ?, ?, ?, ?'],
+    ["select B'1010', X'FF', N'nat'", 'select ?, ?, ?'],
+    ['select true, FALSE, null', 'select ?, ?, null'],
+    ['select -1, - 2, a-1, a - -3, (-4), x[-1]', 'select ?, - ?, a-?, a - ?, (?), x[?]'],
+    ['select a from t where b in (-1, +2)', 'select a from t where b in (?, +?)'],
+    ['select "col""quoted", "1" from "t 2"', 'select "col""quoted", "1" from "t 2"'],
+    ['select $1, $2::int from t1', 'select $1, $2::int from t1'],
+    ["select '1'::int, interval '1 day'", 'select ?::int, interval ?'],
+    ['select a -- secret comment\nfrom t', 'select a \nfrom t'],
+    ['select /* outer /* nested */ still */ a', 'select  a'],
+    ['select a/*c*/from t', 'select a from t'],
+    ["insert into t values ('a', 1), ('b', 2)", 'insert into t values (?, ?), (?, ?)'],
+    ['select col1, t2.x9 from t2', 'select col1, t2.x9 from t2'],
+    ["select 'a'\n'b'", 'select ?\n?'],
+    ['select ÿ_ident, 1 from tablé', 'select ÿ_ident, ? from tablé'],
+  ];
+  for (const [input, want] of cases) it(JSON.stringify(input), () => assert.equal(lit(input), want));
+
+  it('unterminated_string is masked whole', () => assert.equal(lit("select 'secret"), MASKED_STATEMENT));
+  it('unterminated_block_comment is masked whole', () => assert.equal(lit('select 1 /* secret'), MASKED_STATEMENT));
+  it('unterminated_dollar_quote is masked whole', () => assert.equal(lit('select $x$ secret'), MASKED_STATEMENT));
+  it('unterminated_quoted_identifier is masked whole', () => assert.equal(lit('select "secret'), MASKED_STATEMENT));
+  it('a lone $ is an operator, not a dollar quote', () => assert.equal(lit('select a $ 1'), 'select a $ ?'));
+});
+
+describe('redactSql passwords (every mode)', () => {
+  const pw: [string, string, string][] = [
+    ["CREATE ROLE bob LOGIN PASSWORD 'hunter2'", `CREATE ROLE bob LOGIN PASSWORD ${MASKED_PASSWORD}`, 'CREATE ROLE bob LOGIN PASSWORD ?'],
+    ["create user bob with encrypted password 'hunter2' valid until '2030-01-01'", `create user bob with encrypted password ${MASKED_PASSWORD} valid until '2030-01-01'`, 'create user bob with encrypted password ? valid until ?'],
+    ["ALTER ROLE bob WITH PASSWORD 'md5f1e2d3c4b5a69788796a5b4c3d2e1f0'", `ALTER ROLE bob WITH PASSWORD ${MASKED_PASSWORD}`, 'ALTER ROLE bob WITH PASSWORD ?'],
+    ["ALTER USER \"bob\" PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy'", `ALTER USER "bob" PASSWORD ${MASKED_PASSWORD}`, 'ALTER USER "bob" PASSWORD ?'],
+    ['ALTER ROLE bob PASSWORD $$hunter2$$', `ALTER ROLE bob PASSWORD ${MASKED_PASSWORD}`, 'ALTER ROLE bob PASSWORD ?'],
+    ["ALTER ROLE bob PASSWORD E'hun\\'ter2'", `ALTER ROLE bob PASSWORD ${MASKED_PASSWORD}`, 'ALTER ROLE bob PASSWORD ?'],
+    ["ALTER ROLE bob PASSWORD /* x */ 'hunter2'", `ALTER ROLE bob PASSWORD /* x */ ${MASKED_PASSWORD}`, 'ALTER ROLE bob PASSWORD  ?'],
+    ["create user mapping for bob server s options (user 'bob', password 'hunter2')", `create user mapping for bob server s options (user 'bob', password ${MASKED_PASSWORD})`, 'create user mapping for bob server s options (user ?, password ?)'],
+    ['ALTER ROLE bob PASSWORD NULL', 'ALTER ROLE bob PASSWORD NULL', 'ALTER ROLE bob PASSWORD NULL'],
+  ];
+  for (const [input, wantNone, wantLit] of pw) {
+    it(`none: ${input}`, () => {
+      assert.equal(none(input), wantNone);
+      assert.ok(!none(input).includes('hunter2'));
+    });
+    it(`literals: ${input}`, () => assert.equal(lit(input), wantLit));
+  }
+
+  it('none mode leaves other text exactly as sent', () => {
+    const s = "select 'a', 1 -- note\n/* c */";
+    assert.equal(none(s), s);
+  });
+
+  it('none mode masks an unparseable statement that mentions a password', () => {
+    assert.equal(none("alter role bob password 'hunter2"), MASKED_STATEMENT);
+    assert.equal(none("select 'unterminated"), "select 'unterminated");
+  });
+
+  it('several statements: the password of each is masked', () => {
+    assert.equal(none("create role a password 'x1'; create role b password 'x2'"), `create role a password ${MASKED_PASSWORD}; create role b password ${MASKED_PASSWORD}`);
+  });
+});
+
+describe('redactSql mysql dialect', () => {
+  it('backslash escapes and both quote styles are literals, backticks identifiers', () => {
+    assert.equal(mlit("select 'a\\'b', \"c\\\"d\", `e``f` from t"), 'select ?, ?, `e``f` from t');
+  });
+  it('# and -- comments are removed; --x is not a comment', () => {
+    assert.equal(mlit('select 1 # c\n, 2 -- c\n, 3--1'), 'select ? \n, ? \n, ?-?');
+  });
+  it('/*! version comments */ are SQL', () => {
+    assert.equal(mlit('select /*!40001 SQL_NO_CACHE */ a from t where b = 5'), 'select /*!40001 SQL_NO_CACHE */ a from t where b = ?');
+  });
+  it('IDENTIFIED BY / AS and SET PASSWORD are masked in none mode', () => {
+    assert.equal(mnone("CREATE USER 'u'@'%' IDENTIFIED BY 'hunter2'"), `CREATE USER 'u'@'%' IDENTIFIED BY ${MASKED_PASSWORD}`);
+    assert.equal(mnone("ALTER USER u IDENTIFIED WITH caching_sha2_password BY 'hunter2'"), `ALTER USER u IDENTIFIED WITH caching_sha2_password BY ${MASKED_PASSWORD}`);
+    assert.equal(mnone("CREATE USER u IDENTIFIED WITH mysql_native_password AS '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19'"), `CREATE USER u IDENTIFIED WITH mysql_native_password AS ${MASKED_PASSWORD}`);
+    assert.equal(mnone("SET PASSWORD FOR 'u'@'h' = 'hunter2'"), `SET PASSWORD FOR 'u'@'h' = ${MASKED_PASSWORD}`);
+    assert.equal(mnone("SET PASSWORD = PASSWORD('hunter2')"), `SET PASSWORD = PASSWORD(${MASKED_PASSWORD})`);
+    assert.equal(mnone("GRANT ALL ON *.* TO u IDENTIFIED BY \"hunter2\""), `GRANT ALL ON *.* TO u IDENTIFIED BY ${MASKED_PASSWORD}`);
+  });
+  it('? placeholders are kept', () => assert.equal(mlit('select ? from t where a = 1'), 'select ? from t where a = ?'));
+});
