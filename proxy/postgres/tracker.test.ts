@@ -28,7 +28,7 @@ describe('postgres tracker: startup and authentication', () => {
     assert.equal(ok.applicationName, 'app', 'ParameterStatus application_name is the server-side value');
     assert.equal(ok.authMethod, 'trust');
     assert.equal(ok.detail, 'backend_pid=4242');
-    assert.equal(end.bytesFromClient, BigInt(login[0][1].length as number));
+    assert.equal(end.bytesFromClient, BigInt((login[0][1] as Buffer).length));
     assert.equal(s.tracker.transactionStatus, '');
   });
 
