@@ -73,7 +73,7 @@ test('no marker bytes, and no key bytes, in any file under the cache directory (
   assert.ok(files.some((f) => f.endsWith('.sst')), `expected SST files, got ${files.join(' ')}`);
   assert.ok(files.some((f) => f.endsWith('.log')), 'expected a WAL file');
   assert.ok(files.some((f) => f.startsWith('MANIFEST-')), 'expected a MANIFEST');
-  const needles = [Buffer.from(marker), Buffer.from(marker, 'utf16le'), Buffer.from('SELECT * FROM accounts')];
+  const needles: Buffer[] = [Buffer.from(marker), Buffer.from(marker, 'utf16le'), Buffer.from('SELECT * FROM accounts')];
   for (const k of [oldKey, key]) needles.push(k, Buffer.from(k.toString('hex')), Buffer.from(k.toString('base64')));
   assert.deepEqual(filesContaining(t.dir, needles), []);
 });

@@ -1,4 +1,7 @@
+import { constants } from 'node:fs';
+import { access, open as openFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 
 /**
  * A small promise wrapper over the `rocksdb` binding (abstract-leveldown
@@ -59,6 +62,7 @@ export class Rocks {
   }
 
   static async open(location: string, opts: OpenOptions = {}): Promise<Rocks> {
+    if (!opts.readOnly) await probeWritable(location);
     const db = rocksdb(location);
     await new Promise<void>((resolve, reject) =>
       db.open(
@@ -119,5 +123,26 @@ export class Rocks {
 
   static destroy(location: string): Promise<void> {
     return new Promise((resolve, reject) => rocksdb.destroy(location, (err) => (err ? reject(err) : resolve())));
+  }
+}
+
+/**
+ * Fails when the directory or its LOCK file cannot be written. RocksDB 6.17
+ * (fs_posix.cc LockFile) leaves the LOCK path in its per-process table when
+ * opening that file fails, after which no read-write open of the directory
+ * can succeed in this process; so never let it try while writes would fail.
+ */
+async function probeWritable(location: string): Promise<void> {
+  try {
+    await access(location, constants.W_OK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  try {
+    const fh = await openFile(join(location, 'LOCK'), 'r+');
+    await fh.close();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

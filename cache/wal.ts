@@ -428,7 +428,7 @@ export class EventCache {
       this.#pending = batch.concat(this.#pending);
       this.#pendingBytes = this.#pending.reduce((n, p) => n + p.key.length + p.value.length, 0);
       this.#failed = { commit: meta.commit, count: batch.length, evicted: evicted.map((v) => v.seq).concat(dropped) };
-      this.#writeFailed(err, batch[batch.length - 1].ticket);
+      this.#writeFailed(err);
       return false;
     }
     this.#inflight = 0;
@@ -473,14 +473,15 @@ export class EventCache {
     }
   }
 
-  #writeFailed(err: unknown, failTicket: number): void {
+  /** A failed write: every waiting whenDurable gets the error now; the records stay queued and are retried. */
+  #writeFailed(err: unknown): void {
     const e = AuditError.from(err, ErrorCode.Cache, 'cache write failed');
     this.#opts.metrics?.cacheWriteErrors.inc();
     if (this.#writable) this.#log.error({ err: e }, 'cache write failed; records kept in memory and retried');
     this.#writable = false;
     this.#lastError = e.message;
     this.#failures++;
-    this.#settle(failTicket, e);
+    this.#settle(Infinity, e);
     if (!this.#closed && !this.#retryTimer) {
       const min = this.#opts.retryMinMs ?? 100;
       const delay = Math.min(this.#opts.retryMaxMs ?? 5000, min * 2 ** Math.min(this.#failures - 1, 20));
@@ -495,8 +496,9 @@ export class EventCache {
       this.#retryTimer = undefined;
       if (this.#closed) return false;
       try {
-        await this.#db?.close().catch(() => undefined);
+        const prev = this.#db;
         this.#db = undefined;
+        if (prev) await prev.close().catch((err: unknown) => this.#log.debug({ err }, 'cache close before reopen failed'));
         this.#db = await Rocks.open(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize });
         this.#dbReadOnly = false;
         const st = await loadState(this.#db, this.#clock, this.#log);
@@ -515,6 +517,7 @@ export class EventCache {
         this.#markWritable();
         return true;
       } catch (err) {
+        this.#log.debug({ err }, 'cache reopen failed');
         if (!this.#db) {
           try {
             this.#db = await Rocks.open(this.#opts.path, { readOnly: true });
@@ -523,7 +526,7 @@ export class EventCache {
             // neither mode opens: reads fail too until a later retry
           }
         }
-        this.#writeFailed(err, 0);
+        this.#writeFailed(err);
         return false;
       }
     });
@@ -549,7 +552,7 @@ export class EventCache {
     try {
       await db.write(ops, true);
     } catch (err) {
-      this.#writeFailed(err, 0);
+      this.#writeFailed(err);
       throw AuditError.from(err, ErrorCode.Cache, 'cache delete failed');
     }
     this.#meta = meta;
