@@ -105,6 +105,10 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
   get pendingOps(): number {
     return this.#flow.pendingOps;
   }
+  /** True while a message is incomplete in either direction. */
+  get midFrame(): boolean {
+    return this.#client.partial || this.#server.partial;
+  }
 
   clientData(chunk: Buffer): void {
     if (this.#ended) return;
@@ -219,7 +223,10 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
       if (type === Backend.ReadyForQuery) return this.#loginOk();
     }
     if (type === Backend.BackendKeyData) {
-      this.#backendPid = buf.readInt32BE(bodyStart);
+      const r = this.#r.reset(buf, bodyStart, end);
+      const pid = r.int32();
+      if (!r.ok || r.remaining < 4) return this.#failed(TrackerAnomaly.BadMessage, 'BackendKeyData');
+      this.#backendPid = pid;
       return true;
     }
     if (type === Backend.ParameterStatus) {
