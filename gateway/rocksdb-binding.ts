@@ -27,12 +27,19 @@ export interface IteratorOptions {
 
 export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
+interface RawChainedBatch {
+  put(key: Buffer, value: Buffer): void;
+  del(key: Buffer): void;
+  write(options: { sync: boolean }, cb: Callback): void;
+}
+
 interface RawDb {
   open(options: { createIfMissing: boolean; errorIfExists: boolean }, cb: Callback): void;
   close(cb: Callback): void;
   get(key: Buffer, options: { asBuffer: true; fillCache?: boolean }, cb: Callback<Buffer>): void;
   getMany(keys: Buffer[], options: { asBuffer: true; fillCache?: boolean }, cb: Callback<(Buffer | undefined)[]>): void;
   batch(ops: BatchOp[], options: { sync: boolean }, cb: Callback): void;
+  batch(): RawChainedBatch;
   iterator(options: IteratorOptions & { keyAsBuffer: true; valueAsBuffer: true }): RawIterator;
 }
 
@@ -70,6 +77,39 @@ export class RangeIterator {
   }
 }
 
+/**
+ * A write batch filled op by op (each goes straight into RocksDB's
+ * WriteBatch, cheaper than handing over an array of op objects) and
+ * applied atomically by `write`.
+ */
+export class WriteBatch {
+  readonly #b: RawChainedBatch;
+  #ops = 0;
+
+  constructor(b: RawChainedBatch) {
+    this.#b = b;
+  }
+
+  get length(): number {
+    return this.#ops;
+  }
+
+  put(key: Buffer, value: Buffer): void {
+    this.#b.put(key, value);
+    this.#ops++;
+  }
+
+  del(key: Buffer): void {
+    this.#b.del(key);
+    this.#ops++;
+  }
+
+  /** With `sync` the write-ahead log is fsynced before this resolves. */
+  write(sync: boolean): Promise<void> {
+    return new Promise((resolve, reject) => this.#b.write({ sync }, settle(resolve, reject)));
+  }
+}
+
 /** A RocksDB database with promise methods. */
 export class RocksDb {
   readonly #db: RawDb;
@@ -95,6 +135,10 @@ export class RocksDb {
   /** Applies `ops` atomically; with `sync` the write-ahead log is fsynced before this resolves. */
   batch(ops: BatchOp[], sync: boolean): Promise<void> {
     return new Promise((resolve, reject) => this.#db.batch(ops, { sync }, settle(resolve, reject)));
+  }
+
+  writeBatch(): WriteBatch {
+    return new WriteBatch(this.#db.batch());
   }
 
   iterator(options: IteratorOptions): RangeIterator {

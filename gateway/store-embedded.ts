@@ -3,7 +3,7 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
-import { RocksDb, type BatchOp } from './rocksdb-binding.js';
+import { RocksDb } from './rocksdb-binding.js';
 import {
   COUNT_KEY, TAG, TIME_MAX, decodeRecord, encodeRecord, eventKey, eventKeyOfIndexKey, idBytes, idKey,
   indexKey, indexPrefix, timeRange, timeValue, type IndexTag,
@@ -236,8 +236,9 @@ export class EmbeddedStore implements Store {
       if (held[i] !== undefined) seen.add(id);
     });
 
-    const ops: BatchOp[] = [];
+    const batch = db.writeBatch();
     const results: PutResult[] = [];
+    const empty = Buffer.alloc(0);
     let added = 0;
     for (const job of group) {
       const r: PutResult = { stored: 0, duplicates: 0, fresh: [] };
@@ -248,11 +249,9 @@ export class EmbeddedStore implements Store {
         }
         seen.add(ev.eventId);
         const id = ids.get(ev.eventId) as Buffer;
-        ops.push({ type: 'put', key: eventKey(ev.timeMicros, id), value: encodeRecord(ev.raw, ev.deliveredBy, ev.receivedAtMs) });
-        ops.push({ type: 'put', key: idKey(id), value: timeValue(ev.timeMicros) });
-        for (const [tag, value] of indexesOf(ev.event)) {
-          ops.push({ type: 'put', key: indexKey(indexPrefix(tag, value), ev.timeMicros, id), value: Buffer.alloc(0) });
-        }
+        batch.put(eventKey(ev.timeMicros, id), encodeRecord(ev.raw, ev.deliveredBy, ev.receivedAtMs));
+        batch.put(idKey(id), timeValue(ev.timeMicros));
+        for (const [tag, value] of indexesOf(ev.event)) batch.put(indexKey(indexPrefix(tag, value), ev.timeMicros, id), empty);
         r.stored++;
         r.fresh.push(i);
       });
@@ -260,8 +259,8 @@ export class EmbeddedStore implements Store {
       results.push(r);
     }
     if (added > 0) {
-      ops.push({ type: 'put', key: COUNT_KEY, value: timeValue(this.#count + added) });
-      await db.batch(ops, true);
+      batch.put(COUNT_KEY, timeValue(this.#count + added));
+      await batch.write(true);
       this.#count += added;
     }
     return results;
@@ -322,22 +321,24 @@ export class EmbeddedStore implements Store {
     let removed = 0;
     for (;;) {
       const it = db.iterator({ ...timeRange(Buffer.of(TAG.Event), 0, Math.max(0, Math.min(micros, TIME_MAX))), limit: DELETE_CHUNK });
-      const ops: BatchOp[] = [];
+      const batch = db.writeBatch();
+      let n = 0;
       try {
         for (let e = await it.next(); e; e = await it.next()) {
           const time = Number(e.key.readBigUInt64BE(1));
           const id = Buffer.from(e.key.subarray(9, 25));
           const ev = fromBinary(AuditEventSchema, decodeRecord(e.value).raw);
-          ops.push({ type: 'del', key: e.key }, { type: 'del', key: idKey(id) });
-          for (const [tag, value] of indexesOf(ev)) ops.push({ type: 'del', key: indexKey(indexPrefix(tag, value), time, id) });
+          batch.del(e.key);
+          batch.del(idKey(id));
+          for (const [tag, value] of indexesOf(ev)) batch.del(indexKey(indexPrefix(tag, value), time, id));
+          n++;
         }
       } finally {
         await it.end();
       }
-      const n = ops.filter((op) => op.key[0] === TAG.Event).length;
       if (n === 0) return removed;
-      ops.push({ type: 'put', key: COUNT_KEY, value: timeValue(Math.max(0, this.#count - n)) });
-      await db.batch(ops, true);
+      batch.put(COUNT_KEY, timeValue(Math.max(0, this.#count - n)));
+      await batch.write(true);
       this.#count = Math.max(0, this.#count - n);
       removed += n;
     }

@@ -54,11 +54,18 @@ function u64(n: number): Buffer {
 }
 
 export function eventKey(timeMicros: number, id: Buffer): Buffer {
-  return Buffer.concat([Buffer.of(TAG.Event), u64(timeMicros), id]);
+  const k = Buffer.allocUnsafe(25);
+  k[0] = TAG.Event;
+  k.writeBigUInt64BE(BigInt(Math.floor(timeMicros)), 1);
+  id.copy(k, 9);
+  return k;
 }
 
 export function idKey(id: Buffer): Buffer {
-  return Buffer.concat([Buffer.of(TAG.Id), id]);
+  const k = Buffer.allocUnsafe(17);
+  k[0] = TAG.Id;
+  id.copy(k, 1);
+  return k;
 }
 
 export function timeValue(timeMicros: number): Buffer {
@@ -82,7 +89,11 @@ export function indexPrefix(tag: IndexTag, value: string): Buffer {
 }
 
 export function indexKey(prefix: Buffer, timeMicros: number, id: Buffer): Buffer {
-  return Buffer.concat([prefix, u64(timeMicros), id]);
+  const k = Buffer.allocUnsafe(prefix.length + 24);
+  prefix.copy(k, 0);
+  k.writeBigUInt64BE(BigInt(Math.floor(timeMicros)), prefix.length);
+  id.copy(k, prefix.length + 8);
+  return k;
 }
 
 /** The 'E' key an index key points at (its last 24 bytes are time and id). */
