@@ -1,21 +1,9 @@
 import { POSTGRES, SqlLexer, StatementSpan, nextStatement } from '../../lib/sql-lexer.js';
 import type { TrackerOptions } from '../protocol.js';
 import { WireReader } from '../wire/reader.js';
-import {
-  Backend,
-  Frontend,
-  TARGET_STATEMENT,
-  parseBind,
-  parseCommandTag,
-  parseErrorFields,
-  parseExecute,
-  parseFunctionCall,
-  parseParse,
-  parseTarget,
-  type CommandTag,
-  type ErrorFields,
-} from './messages.js';
-import { BoundedMap, Op, PendingOp, Portal, PortalRun, RingQueue, StatementText, UNKNOWN_STATEMENT } from './pending.js';
+import { clientOp } from './client-ops.js';
+import { Backend, TARGET_STATEMENT, parseCommandTag, parseErrorFields, type CommandTag, type ErrorFields } from './messages.js';
+import { BoundedMap, Op, Portal, PortalRun, RingQueue, StatementText, UNKNOWN_STATEMENT, type PendingOp } from './pending.js';
 import { Unfinished, type StatementRecorder } from './statements.js';
 
 export interface FlowLimits {
@@ -76,66 +64,12 @@ export class StatementFlow {
   // ---- client → server ----
 
   client(type: number, buf: Buffer, start: number, end: number): boolean {
-    const r = this.#r.reset(buf, start, end);
     const o = this.#opts;
-    switch (type) {
-      case Frontend.Query: {
-        const nul = r.cstringEnd();
-        if (nul < 0 || !r.atEnd) return this.#bad('Query');
-        const op = this.#op(Op.Query);
-        op.sql = buf.toString('utf8', start, nul);
-        op.sqlBytes = nul - start;
-        return this.#enqueue(op);
-      }
-      case Frontend.Parse: {
-        const m = parseParse(r);
-        if (m === null) return this.#bad('Parse');
-        const op = this.#op(Op.Parse);
-        op.name = m.name;
-        op.sql = m.query;
-        op.sqlBytes = m.queryBytes;
-        return this.#enqueue(op);
-      }
-      case Frontend.Bind: {
-        const m = parseBind(r, o.logParameters, o.maxStatementBytes);
-        if (m === null) return this.#bad('Bind');
-        const op = this.#op(Op.Bind);
-        op.name = m.portal;
-        op.ref = m.statement;
-        op.params = m.params;
-        return this.#enqueue(op);
-      }
-      case Frontend.Describe:
-      case Frontend.Close: {
-        const m = parseTarget(r);
-        if (m === null) return this.#bad(type === Frontend.Close ? 'Close' : 'Describe');
-        const op = this.#op(type === Frontend.Close ? Op.Close : Op.Describe);
-        op.name = m.name;
-        op.target = m.kind;
-        return this.#enqueue(op);
-      }
-      case Frontend.Execute: {
-        const m = parseExecute(r);
-        if (m === null) return this.#bad('Execute');
-        const op = this.#op(Op.Execute);
-        op.name = m.portal;
-        return this.#enqueue(op);
-      }
-      case Frontend.Sync:
-        this.#discarding = false;
-        return this.#enqueue(this.#op(Op.Sync));
-      case Frontend.FunctionCall: {
-        const m = parseFunctionCall(r, o.logParameters, o.maxStatementBytes);
-        if (m === null) return this.#bad('FunctionCall');
-        const op = this.#op(Op.FunctionCall);
-        op.oid = m.oid;
-        op.params = m.params;
-        return this.#enqueue(op);
-      }
-      default:
-        // Flush, CopyDone, CopyFail: no response of their own (CopyFail's is the COPY's ErrorResponse).
-        return true;
-    }
+    const op = clientOp(type, this.#r.reset(buf, start, end), o.clock, o.logParameters, o.maxStatementBytes);
+    if (op === undefined) return true;
+    if (typeof op === 'string') return this.#bad(op);
+    if (op.kind === Op.Sync) this.#discarding = false;
+    return this.#enqueue(op);
   }
 
   /** CopyData in either direction, counted on the operation being answered. */
@@ -277,11 +211,6 @@ export class StatementFlow {
   }
 
   // ---- internals ----
-
-  #op(kind: Op): PendingOp {
-    const c = this.#opts.clock;
-    return new PendingOp(kind, c.now(), c.monoMicros());
-  }
 
   #enqueue(op: PendingOp): boolean {
     if (this.#discarding) return true; // the server drops it: no response will come
