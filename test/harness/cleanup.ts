@@ -140,3 +140,23 @@ export function stopReaper(pid: number | undefined): void {
     }
   }
 }
+
+const servers = new Map<string, { unhook: () => void; reaper: number | undefined }>();
+
+/**
+ * Remember how a server owned by this process is torn down (`atExit`, run
+ * synchronously at exit, and its reaper) under `key`, so that an early
+ * dispose can release both.
+ */
+export function trackServer(key: string, atExit: Hook, reaper: number | undefined): void {
+  servers.set(key, { unhook: onExit(atExit), reaper });
+}
+
+/** The server under `key` was disposed of: drop its exit hook and reaper. */
+export function untrackServer(key: string): void {
+  const s = servers.get(key);
+  if (s === undefined) return;
+  servers.delete(key);
+  s.unhook();
+  stopReaper(s.reaper);
+}

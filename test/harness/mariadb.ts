@@ -5,10 +5,10 @@
 // logs in over the Unix socket without a password, and a password user
 // (`dbaudit`, all privileges, mysql_native_password) is made for TCP clients
 // such as sysbench and mysql2.
-import { chmodSync, copyFileSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { binary, mariadbPluginDir } from './binaries.js';
-import { chownTree, makeTempDir, onExit, shellCommand, startReaper, stopReaper } from './cleanup.js';
+import { chownTree, makeTempDir, shellCommand, startReaper, trackServer, untrackServer } from './cleanup.js';
 import { killAndWait, pidAlive, spawnDaemon, waitUntil } from './daemon.js';
 import { CommandError, run, type RunResult } from './exec.js';
 import { freePort, isAddressInUse } from './ports.js';
@@ -186,16 +186,18 @@ async function create(opts: MariaOptions, ownerPid: number, bindToProcess: boole
       base.remove();
       throw new Error(`MariaDB did not start: ${(e as Error).message}\n${log.split('\n').slice(-15).join('\n')}`, { cause: e });
     }
-    const reaper = startReaper(ownerPid, [shellCommand(['kill', '-9', String(pid)]), 'sleep 1', shellCommand(['rm', '-rf', base.dir])]);
+    // kill whatever pid the pid file names by then (start() after kill() makes a new one)
+    const pidFile = join(base.dir, 'mysqld.pid');
+    const reaper = startReaper(ownerPid, [`kill -9 "$(cat ${shellCommand([pidFile])})"`, 'sleep 1', shellCommand(['rm', '-rf', base.dir])]);
     if (bindToProcess) {
-      onExit(() => {
+      trackServer(base.dir, () => {
+        const current = Number.parseInt(readText(pidFile), 10);
         try {
-          process.kill(pid, 'SIGKILL');
+          process.kill(Number.isFinite(current) && current > 0 ? current : pid, 'SIGKILL');
         } catch {
           // gone
         }
-        stopReaper(reaper);
-      });
+      }, reaper);
     } else {
       base.keepAtExit();
     }
@@ -277,6 +279,7 @@ function attach(state: MariaState, owned: boolean): MariaServer {
     async kill() {
       guard('kill');
       await killAndWait([state.pid]);
+      rmSync(join(state.baseDir, 'mysqld.pid'), { force: true });
     },
     async start() {
       guard('start');
@@ -286,6 +289,7 @@ function attach(state: MariaState, owned: boolean): MariaServer {
       guard('dispose');
       await killAndWait([state.pid]);
       await run('rm', ['-rf', state.baseDir], { allowFail: true });
+      untrackServer(state.baseDir);
     },
   };
   return server;

@@ -7,7 +7,7 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { binary } from './binaries.js';
-import { chownTree, makeTempDir, onExit, shellCommand, startReaper, stopReaper } from './cleanup.js';
+import { chownTree, makeTempDir, shellCommand, startReaper, trackServer, untrackServer } from './cleanup.js';
 import { childPids, killAndWait, pidAlive } from './daemon.js';
 import { asUser, CommandError, run, runSyncQuiet, type RunResult } from './exec.js';
 import { readPgauditLog, type PgauditEntry } from './pgaudit-log.js';
@@ -184,7 +184,6 @@ async function create(opts: PgOptions, ownerPid: number, bindToProcess: boolean)
   const conf = readFileSync(join(dataDir, 'postgresql.conf'), 'utf8');
   writeFileSync(join(dataDir, 'postgresql.conf'), conf + `\ninclude 'dbaudit-harness.conf'\n`);
 
-  let reaper: number | undefined;
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     writeFileSync(join(dataDir, 'dbaudit-harness.conf'), confLines(port, socketDir, opts).join('\n') + '\n');
@@ -198,12 +197,10 @@ async function create(opts: PgOptions, ownerPid: number, bindToProcess: boolean)
       throw new Error(`PostgreSQL did not start: ${(e as Error).message}\n${log.split('\n').slice(-15).join('\n')}`, { cause: e });
     }
     // the reaper's commands run when ownerPid is gone: stop, then remove
-    reaper = startReaper(ownerPid, [stopCommand(dataDir), shellCommand(['rm', '-rf', base.dir])]);
+    const reaper = startReaper(ownerPid, [stopCommand(dataDir), shellCommand(['rm', '-rf', base.dir])]);
     if (bindToProcess) {
-      onExit(() => {
-        runSyncQuiet(binary('pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', '-t', '20', 'stop'], OS_USER);
-        stopReaper(reaper);
-      });
+      const ctl = binary('pg_ctl');
+      trackServer(base.dir, () => runSyncQuiet(ctl, ['-D', dataDir, '-m', 'immediate', '-w', '-t', '20', 'stop'], OS_USER), reaper);
     } else {
       // shared: other processes will use it; only the reaper stops it
       base.keepAtExit();
@@ -315,6 +312,7 @@ function attach(state: PgState, owned: boolean): PgServer {
       const pid = postmasterPid(dataDir);
       if (pid !== undefined && pidAlive(pid)) await pgCtl(dataDir, ['-m', 'immediate', '-w', '-t', '60', 'stop']).catch(() => undefined);
       runSyncQuiet('rm', ['-rf', state.baseDir]);
+      untrackServer(state.baseDir);
     },
   };
   return server;
