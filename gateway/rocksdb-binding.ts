@@ -25,8 +25,6 @@ export interface IteratorOptions {
   values?: boolean;
 }
 
-export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
-
 interface RawChainedBatch {
   put(key: Buffer, value: Buffer): void;
   del(key: Buffer): void;
@@ -38,7 +36,6 @@ interface RawDb {
   close(cb: Callback): void;
   get(key: Buffer, options: { asBuffer: true; fillCache?: boolean }, cb: Callback<Buffer>): void;
   getMany(keys: Buffer[], options: { asBuffer: true; fillCache?: boolean }, cb: Callback<(Buffer | undefined)[]>): void;
-  batch(ops: BatchOp[], options: { sync: boolean }, cb: Callback): void;
   batch(): RawChainedBatch;
   iterator(options: IteratorOptions & { keyAsBuffer: true; valueAsBuffer: true }): RawIterator;
 }
@@ -130,11 +127,6 @@ export class RocksDb {
   getMany(keys: Buffer[]): Promise<(Buffer | undefined)[]> {
     if (keys.length === 0) return Promise.resolve([]);
     return new Promise((resolve, reject) => this.#db.getMany(keys, { asBuffer: true }, settle(resolve, reject)));
-  }
-
-  /** Applies `ops` atomically; with `sync` the write-ahead log is fsynced before this resolves. */
-  batch(ops: BatchOp[], sync: boolean): Promise<void> {
-    return new Promise((resolve, reject) => this.#db.batch(ops, { sync }, settle(resolve, reject)));
   }
 
   writeBatch(): WriteBatch {
