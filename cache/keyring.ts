@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { type KeyObject, createHash, createSecretKey } from 'node:crypto';
 import type { Config } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { KEY_BYTES, readKeyEnv, readKeyFile } from '../lib/keys.js';
@@ -13,11 +13,11 @@ export function keyIdOf(key: Uint8Array): string {
 
 /**
  * One key to write with and any number to read with (rotation: the old key
- * stays readable while new records use the new one). Key bytes live only in
- * #private fields; JSON and inspection show ids only.
+ * stays readable while new records use the new one). Keys live only as
+ * KeyObjects in #private fields; JSON and inspection show ids only.
  */
 export class Keyring {
-  readonly #keys = new Map<string, Buffer>();
+  readonly #keys = new Map<string, KeyObject>();
   readonly #writeId: string | undefined;
 
   /** `write` may be undefined for a read-only keyring (inspection). */
@@ -26,8 +26,9 @@ export class Keyring {
       if (k.length !== KEY_BYTES) throw new AuditError(ErrorCode.Config, `cache key must be ${KEY_BYTES} bytes, got ${k.length}`);
       const id = keyIdOf(k);
       const prev = this.#keys.get(id);
-      if (prev && !prev.equals(k)) throw new AuditError(ErrorCode.Config, `two different cache keys share the id ${id}`);
-      this.#keys.set(id, Buffer.from(k));
+      const obj = createSecretKey(Buffer.from(k));
+      if (prev && !prev.equals(obj)) throw new AuditError(ErrorCode.Config, `two different cache keys share the id ${id}`);
+      this.#keys.set(id, obj);
     }
     this.#writeId = write ? keyIdOf(write) : undefined;
   }
@@ -47,14 +48,14 @@ export class Keyring {
   }
 
   /** @internal Key bytes for sealing; throws on a read-only keyring. */
-  writeKey(): { id: string; key: Buffer } {
+  writeKey(): { id: string; key: KeyObject } {
     const id = this.#writeId;
     if (id === undefined) throw new AuditError(ErrorCode.Cache, 'this keyring has no write key');
     return { id, key: this.#keys.get(id)! };
   }
 
   /** @internal Key bytes for opening a record, by id. */
-  readKey(id: string): Buffer | undefined {
+  readKey(id: string): KeyObject | undefined {
     return this.#keys.get(id);
   }
 
