@@ -159,6 +159,7 @@ describe('postgres decoder', () => {
 
   it('buffered bytes never exceed the largest cap', () => {
     assert.equal(maxBuffered(DEFAULT_LIMITS), DEFAULT_LIMITS.statement);
+    assert.equal(maxBuffered({ ...DEFAULT_LIMITS, statement: 5000, error: 100, serverControl: 100, clientControl: 100, startup: 100 }), 8192);
     const r = decode('client', [B.startup({ user: 'u' }), B.header('Q', 1 << 30)]);
     assert.ok(r.decoder.bufferedBytes <= 64);
   });

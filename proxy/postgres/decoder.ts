@@ -1,4 +1,4 @@
-import { FRAME_STOP, FrameBuffer, FrameStatus, frameSkip, type FrameHandler } from '../wire/frame-buffer.js';
+import { FRAME_STOP, FrameBuffer, FrameStatus, RETAIN_BYTES, frameSkip, type FrameHandler } from '../wire/frame-buffer.js';
 import { Backend, Frontend, StartupCode } from './messages.js';
 
 /**
@@ -61,9 +61,23 @@ export const DEFAULT_LIMITS: Readonly<PgLimits> = Object.freeze({
   serverControl: 64 * 1024,
 });
 
-/** The largest buffer a decoder with these limits may hold. */
+/**
+ * The most memory one decoder with these limits may hold for partial
+ * frames: the largest cap, rounded up the way the frame buffer grows
+ * (powers of two up to RETAIN_BYTES, exact size above).
+ */
 export function maxBuffered(l: PgLimits): number {
-  return Math.max(l.startup, l.statement, l.clientControl, l.error, l.serverControl, 64 * 1024);
+  let most = 0;
+  for (const cap of [l.startup, l.statement, l.clientControl, l.error, l.serverControl]) {
+    let size = cap;
+    if (cap <= RETAIN_BYTES) {
+      size = 64;
+      while (size < cap) size *= 2;
+      if (size > RETAIN_BYTES) size = RETAIN_BYTES;
+    }
+    if (size > most) most = size;
+  }
+  return most;
 }
 
 const UNKNOWN = 0;

@@ -10,7 +10,8 @@ import { DEFAULT_TRACKER_LIMITS, type TrackerLimits } from './tracker.js';
 const cat = Buffer.concat;
 /** Small caps so that the bound is reachable by the generated inputs. */
 const SMALL: TrackerLimits = { ...DEFAULT_TRACKER_LIMITS, statement: 4096, clientControl: 512, error: 1024, serverControl: 512, startup: 2048, pendingOps: 64, pendingBytes: 16384 };
-const BOUND = Math.max(maxBuffered(SMALL), 64);
+/** Both directions. */
+const BOUND = 2 * maxBuffered(SMALL);
 
 /** Realistic sessions: the fuzz seeds. */
 const login: Step[] = [['c', B.startup({ user: 'u', database: 'd', application_name: 'fuzz' })], ['s', cat([B.authSasl(), B.authSaslFinal('v=x'), B.authOk(), B.parameterStatus('TimeZone', 'UTC'), B.backendKeyData(7, 8), B.readyForQuery()])]];
