@@ -104,7 +104,12 @@ export class IngestHandler {
     call.on('data', (batch: EventBatch | MalformedBatch) => {
       if (failed) return;
       const started = process.hrtime.bigint();
-      const outcome = batch instanceof MalformedBatch ? this.#malformed(batch, log) : this.#handleBatch(batch, auth.identity, log);
+      const outcome = (batch instanceof MalformedBatch ? this.#malformed(batch, log) : this.#handleBatch(batch, auth.identity, log)).catch(
+        (err: unknown): Outcome => {
+          log.error({ err }, 'batch handling failed');
+          return { status: { code: grpc.status.INTERNAL, details: 'the gateway failed to handle the batch', metadata: new grpc.Metadata() } };
+        },
+      );
       inFlight++;
       if (inFlight >= MAX_IN_FLIGHT && !paused) {
         paused = true;
@@ -117,6 +122,8 @@ export class IngestHandler {
           paused = false;
           call.resume();
         }
+        // Stored is stored: report fresh events even when this stream can no longer be answered.
+        if ('fresh' in result && result.fresh.length > 0) this.#notify(result.fresh, log);
         if (failed) return;
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         metrics.apiLatency.observe({ endpoint: ENDPOINT }, seconds);
@@ -128,13 +135,6 @@ export class IngestHandler {
         }
         metrics.apiRequests.inc({ endpoint: ENDPOINT, status: result.ack.rejected > 0 ? '400' : '200' });
         if (!call.cancelled && !finished) call.write(result.ack);
-        if (result.fresh.length > 0 && this.#opts.onStored) {
-          try {
-            this.#opts.onStored(result.fresh);
-          } catch (err) {
-            log.warn({ err }, 'onStored callback failed');
-          }
-        }
       });
       track();
     });
@@ -152,6 +152,15 @@ export class IngestHandler {
   /** Resolves when every batch already received has been stored and answered. */
   async drain(): Promise<void> {
     while (this.#streams.size > 0) await Promise.allSettled([...this.#streams]);
+  }
+
+  #notify(fresh: AuditEvent[], log: Logger): void {
+    if (!this.#opts.onStored) return;
+    try {
+      this.#opts.onStored(fresh);
+    } catch (err) {
+      log.warn({ err }, 'onStored callback failed');
+    }
   }
 
   async #malformed(batch: MalformedBatch, log: Logger): Promise<Outcome> {
