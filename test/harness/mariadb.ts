@@ -5,7 +5,7 @@
 // logs in over the Unix socket without a password, and a password user
 // (`dbaudit`, all privileges, mysql_native_password) is made for TCP clients
 // such as sysbench and mysql2.
-import { chmodSync, copyFileSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { binary, mariadbPluginDir } from './binaries.js';
 import { chownTree, makeTempDir, shellCommand, startReaper, trackServer, untrackServer } from './cleanup.js';
@@ -13,7 +13,7 @@ import { killAndWait, pidAlive, spawnDaemon, waitUntil } from './daemon.js';
 import { CommandError, run, type RunResult } from './exec.js';
 import { freePort, isAddressInUse } from './ports.js';
 import { readServerAuditLog, waitForServerAudit, type ServerAuditEntry } from './server-audit-log.js';
-import { sharedState } from './shared.js';
+import { sharedState, templateDir } from './shared.js';
 
 export interface MariaOptions {
   /** Load server_audit logging CONNECT and QUERY events to `auditFile`. */
@@ -159,14 +159,20 @@ async function launch(base: string, args: readonly string[]): Promise<number> {
 
 async function create(opts: MariaOptions, ownerPid: number, bindToProcess: boolean): Promise<MariaState> {
   const base = makeTempDir('maria', OS_USER);
-  await run(
-    binary('mariadb-install-db'),
-    ['--no-defaults', `--user=${OS_USER}`, `--datadir=${join(base.dir, 'data')}`, '--auth-root-authentication-method=normal', '--skip-test-db'],
-    {},
-  ).catch((e: unknown) => {
+  try {
+    // install the system tables once per run into a template, then copy it
+    const template = await templateDir('maria-data', async (dir) => {
+      mkdirSync(dir);
+      chownTree(dir, OS_USER);
+      await run(binary('mariadb-install-db'), [
+        '--no-defaults', `--user=${OS_USER}`, `--datadir=${join(dir, 'data')}`, '--auth-root-authentication-method=normal', '--skip-test-db',
+      ]);
+    });
+    await run('cp', ['-a', join(template, 'data'), join(base.dir, 'data')]);
+  } catch (e) {
     base.remove();
     throw e;
-  });
+  }
   if (opts.ssl !== undefined) {
     copyFileSync(opts.ssl.certFile, join(base.dir, 'server.crt'));
     copyFileSync(opts.ssl.keyFile, join(base.dir, 'server.key'));

@@ -12,7 +12,7 @@ import { childPids, killAndWait, pidAlive } from './daemon.js';
 import { asUser, CommandError, run, runSyncQuiet, type RunResult } from './exec.js';
 import { readPgauditLog, type PgauditEntry } from './pgaudit-log.js';
 import { freePort, isAddressInUse } from './ports.js';
-import { sharedState } from './shared.js';
+import { sharedState, templateDir } from './shared.js';
 
 export interface PgOptions {
   /** Load pgaudit with pgaudit.log = 'all' and pgaudit.log_parameter = on. */
@@ -171,9 +171,15 @@ async function create(opts: PgOptions, ownerPid: number, bindToProcess: boolean)
   mkdirSync(socketDir);
   writeFileSync(logFile, '');
   chownTree(base.dir, OS_USER);
-  await run(binary('initdb'), ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'], {
-    user: OS_USER,
+  // initdb once per run into a template, then copy it (cp -a keeps the owner)
+  const template = await templateDir('pg-data', async (dir) => {
+    mkdirSync(dir);
+    chownTree(dir, OS_USER);
+    await run(binary('initdb'), ['-D', join(dir, 'data'), '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'], {
+      user: OS_USER,
+    });
   });
+  await run('cp', ['-a', join(template, 'data'), dataDir]);
   if (opts.ssl !== undefined) {
     copyFileSync(opts.ssl.certFile, join(dataDir, 'server.crt'));
     copyFileSync(opts.ssl.keyFile, join(dataDir, 'server.key'));

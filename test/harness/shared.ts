@@ -7,7 +7,7 @@
 // reaper watches the runner's pid, so the server stops when the whole run
 // ends. Run directly (no test runner), the owner is this process and the
 // server stops at its exit like any other.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -129,4 +129,23 @@ function tryLock(lockDir: string): boolean {
     if (holder > 0 && !pidAlive(holder)) rmSync(lockDir, { recursive: true, force: true });
     return false;
   }
+}
+
+/**
+ * A directory built once per run (e.g. an initdb'd data directory that each
+ * new server copies instead of running initdb again). `build` fills `dir`,
+ * which does not exist yet; the directory goes away when the run ends.
+ */
+export async function templateDir(key: string, build: (dir: string) => Promise<void>): Promise<string> {
+  const state = await sharedState<{ dir: string }>({
+    key: `template-${key}`,
+    start: async (owner) => {
+      const dir = join(runDir(owner), `${key}.template`);
+      rmSync(dir, { recursive: true, force: true });
+      await build(dir);
+      return { dir };
+    },
+    alive: (st) => existsSync(st.dir),
+  });
+  return state.dir;
 }
