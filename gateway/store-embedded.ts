@@ -94,7 +94,7 @@ export class EmbeddedStore implements Store {
   async open(): Promise<void> {
     if (this.#db) return;
     try {
-      mkdirSync(this.#dir, { recursive: true });
+      mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
       const db = new RocksDb(this.#dir);
       await db.open();
       const [count] = await db.getMany([COUNT_KEY]);
