@@ -32,6 +32,8 @@ export const MASKED_STATEMENT = '<masked: unparseable statement>';
 /** Words after which a '-' followed by a number is a sign (a value can follow them). */
 const SIGN_AFTER = new Set(['SELECT', 'WHERE', 'AND', 'OR', 'NOT', 'THEN', 'ELSE', 'WHEN', 'RETURN', 'VALUES', 'LIMIT', 'OFFSET', 'BY', 'IN', 'IS', 'BETWEEN', 'CASE', 'ON', 'SET', 'HAVING', 'DEFAULT', 'LIKE', 'ILIKE', 'ANY', 'ALL', 'SOME', 'RETURNING', 'INTERVAL', 'TO', 'FROM', 'WITH']);
 
+const MAX_SIGN_WORD = Math.max(...[...SIGN_AFTER].map((w) => w.length));
+
 const lexers = { postgres: new SqlLexer(dialectOf('postgres')), mysql: new SqlLexer(dialectOf('mysql')) };
 
 /** Quick test: can the text hold a password clause at all? */
@@ -137,7 +139,7 @@ function signMayFollow(t: Tok, lex: SqlLexer): boolean {
     case Tok.CloseParen:
       return false;
     case Tok.Word:
-      return SIGN_AFTER.has(lex.value().toUpperCase());
+      return lex.end - lex.start <= MAX_SIGN_WORD && SIGN_AFTER.has(lex.value().toUpperCase());
     case Tok.Op:
       return lex.text.charCodeAt(lex.start) !== 0x5d; // ']'
     default:

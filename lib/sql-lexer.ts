@@ -137,9 +137,17 @@ export class SqlLexer {
     return this.#s.slice(this.start, this.end);
   }
 
-  /** True if the current token is the word `upper` (case-insensitive; `upper` in capitals). */
+  /** True if the current token is the word `upper` (case-insensitive; `upper` in capitals). No allocation. */
   isWord(upper: string): boolean {
-    return this.end - this.start === upper.length && this.#s.slice(this.start, this.end).toUpperCase() === upper;
+    const n = upper.length;
+    if (this.end - this.start !== n) return false;
+    const s = this.#s;
+    for (let i = 0; i < n; i++) {
+      let c = s.charCodeAt(this.start + i);
+      if (c >= 0x61 && c <= 0x7a) c -= 0x20;
+      if (c !== upper.charCodeAt(i)) return false;
+    }
+    return true;
   }
 
   next(): Tok {

@@ -200,7 +200,9 @@ export class StatementFlow {
         }
       } else if (op.kind === Op.Execute) {
         const p = this.#portals.get(op.name) ?? this.#pendingPortal(i, op.name);
-        this.#rec.emit(this.#opts.meta, p.statement, p.statementName, p.params, op.timeMs, op.mono, '', op.rows, null, reason, op);
+        const run = p.run;
+        p.run = null; // a suspended run continued by this Execute is one statement
+        this.#rec.emit(this.#opts.meta, p.statement, p.statementName, p.params, run?.timeMs ?? op.timeMs, run?.mono ?? op.mono, '', op.rows + (run?.rows ?? 0), null, reason, op);
       } else if (op.kind === Op.FunctionCall && !op.done) {
         this.#functionCall(op, null, reason);
       }

@@ -213,3 +213,16 @@ describe('postgres tracker: statements left pending', () => {
     assert.equal(s.events[2].errorMessage, 'connection closed before completion');
   });
 });
+
+describe('postgres tracker: pending portal runs at the end', () => {
+  it('a suspended run continued by an unanswered Execute is one unfinished statement', () => {
+    const s = new TestSession().run([
+      ...login,
+      ['c', cat([B.parse('', 'select n from big'), B.bind('c1', ''), B.execute('c1', 2), B.flush()])],
+      ['s', cat([B.parseComplete(), B.bindComplete(), B.dataRow(['1']), B.dataRow(['2']), B.portalSuspended()])],
+      ['c', cat([B.execute('c1', 2), B.flush()])],
+      ['s', B.dataRow(['3'])],
+    ]).end();
+    assert.deepEqual(s.summary().slice(2), [{ kind: 'statement', statement: 'select n from big', class: 'READ', rows: 3, reason: 'connection_closed' }, END]);
+  });
+});

@@ -244,7 +244,7 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
       if (f.severity === 'FATAL' || f.severity === 'PANIC') this.#fatal = f;
       return true;
     }
-    if (this.#phase !== Phase.Ready && type !== Backend.NoticeResponse) {
+    if (this.#phase !== Phase.Ready) {
       return this.#failed(TrackerAnomaly.OutOfSync, `message 0x${type.toString(16)} before authentication completed`);
     }
     return this.#flow.server(type, buf, bodyStart, end);
