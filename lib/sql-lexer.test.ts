@@ -32,6 +32,9 @@ describe('sql lexer', () => {
   it('keeps BEGIN ATOMIC … END bodies whole (CASE … END inside)', () => {
     assert.deepEqual(split('create procedure p() begin atomic select case when true then 1 end; insert into t values (1); end; call p()'), ['create procedure p() begin atomic select case when true then 1 end; insert into t values (1); end', 'call p()']);
   });
+  it('a semicolon inside parentheses (multi-action rule) does not split', () => {
+    assert.deepEqual(split('create rule r as on insert to t do also (insert into a values (1); insert into b values (2)); select 1'), ['create rule r as on insert to t do also (insert into a values (1); insert into b values (2))', 'select 1']);
+  });
   it('an unterminated string runs to the end as one error token', () => {
     assert.deepEqual(tokens("select 'abc; select 2"), [[Tok.Word, 'select'], [Tok.Error, "'abc; select 2"]]);
     assert.deepEqual(split("select 'abc; select 2"), ["select 'abc; select 2"]);

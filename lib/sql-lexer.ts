@@ -353,8 +353,9 @@ function numberEnd(s: string, i: number): number {
  * The next statement of `text` from `from`: `[start, end)` of its text
  * (without the `;`, leading/trailing space) and `next`, where the following
  * one begins. Empty statements (only space, comments, `;`) are skipped;
- * `start === end` when none is left. A PostgreSQL `BEGIN ATOMIC … END`
- * function body is kept whole.
+ * `start === end` when none is left. As in psql, a `;` inside parentheses
+ * (CREATE RULE … DO (a; b)) or inside a `BEGIN ATOMIC … END` function
+ * body does not end a statement.
  */
 export class StatementSpan {
   start = 0;
@@ -367,10 +368,11 @@ export function nextStatement(lex: SqlLexer, text: string, from: number, out: St
   let first = -1;
   let last = from;
   let atomic = 0;
+  let parens = 0;
   let prevBegin = false;
   for (;;) {
     const t = lex.next();
-    if (t === Tok.End || (t === Tok.Semicolon && atomic === 0)) {
+    if (t === Tok.End || (t === Tok.Semicolon && atomic === 0 && parens <= 0)) {
       if (first >= 0 || t === Tok.End) {
         out.start = first >= 0 ? first : text.length;
         out.end = first >= 0 ? last : text.length;
@@ -382,6 +384,8 @@ export function nextStatement(lex: SqlLexer, text: string, from: number, out: St
     if (t === Tok.Space || t === Tok.Comment || t === Tok.Semicolon) continue;
     if (first < 0) first = lex.start;
     last = lex.end;
+    if (t === Tok.OpenParen) parens++;
+    else if (t === Tok.CloseParen) parens--;
     if (t === Tok.Word) {
       if (prevBegin && lex.isWord('ATOMIC')) atomic++;
       else if (atomic > 0 && lex.isWord('CASE')) atomic++;
