@@ -42,11 +42,6 @@ export function idBytes(eventId: string): Buffer {
   return Buffer.from(eventId.replace(/-/g, ''), 'hex');
 }
 
-export function idString(b: Buffer): string {
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
-}
-
 function u64(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
   b.writeBigUInt64BE(BigInt(Math.floor(n)));
