@@ -21,3 +21,4 @@ export { sharedMariadb, startMariadb, type MariaOptions, type MariaServer, type 
 export { parseServerAuditLine, readServerAuditLog, waitForServerAudit, type ServerAuditEntry } from './server-audit-log.js';
 export { startPgbouncer, type PgbouncerOptions, type PgbouncerServer } from './pgbouncer.js';
 export { makeTlsFiles, type TlsFiles, type TlsOptions } from './tls.js';
+export { compareAudit, formatComparison, pgauditClientStatements, serverAuditQueries, statementKey, type AuditComparison } from './compare.js';
