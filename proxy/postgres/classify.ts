@@ -2,16 +2,19 @@ import { POSTGRES, SqlLexer, Tok } from '../../lib/sql-lexer.js';
 
 /**
  * Statement classes, as pgaudit names them (pgaudit.log): the audit trail
- * can then be compared class for class with the server's own.
+ * can then be compared class for class with the server's own. The mapping
+ * follows pgaudit's log_audit_event() (statement log level + node type):
  *
  *   READ      SELECT, VALUES, TABLE, WITH … SELECT, DECLARE … CURSOR, COPY … TO
  *   WRITE     INSERT, UPDATE, DELETE, MERGE, TRUNCATE, COPY … FROM, WITH … <write>
- *   FUNCTION  DO, CALL, and the protocol's FunctionCall message
- *   ROLE      GRANT, REVOKE, CREATE/ALTER/DROP ROLE|USER|GROUP (not USER MAPPING),
- *             ALTER DEFAULT PRIVILEGES
- *   DDL       every other CREATE/ALTER/DROP, COMMENT, SECURITY LABEL,
- *             REFRESH MATERIALIZED VIEW, IMPORT FOREIGN SCHEMA, SELECT … INTO
- *   MISC_SET  SET, RESET, ALTER SYSTEM
+ *   FUNCTION  DO, CALL (pgaudit: MISC for the CALL itself, FUNCTION for the
+ *             procedure it runs) and the protocol's FunctionCall message
+ *   ROLE      GRANT, REVOKE, CREATE/ALTER/DROP ROLE|USER|GROUP, CREATE/ALTER USER
+ *             MAPPING, ALTER DEFAULT PRIVILEGES
+ *   DDL       every other CREATE/ALTER/DROP (DROP USER MAPPING, ALTER SYSTEM
+ *             included), COMMENT, SECURITY LABEL, REFRESH MATERIALIZED VIEW,
+ *             IMPORT FOREIGN SCHEMA, REASSIGN OWNED, SELECT … INTO
+ *   MISC_SET  SET, RESET (pgaudit filters them with MISC_SET, prints MISC)
  *   MISC      everything else: BEGIN/START/COMMIT/END/ROLLBACK/ABORT/SAVEPOINT/
  *             RELEASE/PREPARE TRANSACTION (pgaudit has no TCL class), FETCH, MOVE,
  *             CLOSE, DISCARD, CHECKPOINT, VACUUM, ANALYZE, CLUSTER, REINDEX,
@@ -51,6 +54,7 @@ const FIRST: Record<string, StatementClass> = {
   SECURITY: 'DDL',
   REFRESH: 'DDL',
   IMPORT: 'DDL',
+  REASSIGN: 'DDL',
   SET: 'MISC_SET',
   RESET: 'MISC_SET',
 };
@@ -75,14 +79,14 @@ export function classifyStatement(sql: string): StatementClass {
   if (first === 'SELECT') return selectInto();
   if (cls !== 'DDL') return cls;
   let second = nextWord(0);
-  if (first === 'ALTER' && second === 'SYSTEM') return 'MISC_SET';
   if (first === 'ALTER' && second === 'DEFAULT') return 'ROLE';
   if (first === 'CREATE' && second === 'OR') {
     nextWord(0);
     second = nextWord(0);
   }
   if (ROLE_OBJECTS.has(second)) {
-    if (second === 'USER' && nextWord(0) === 'MAPPING') return 'DDL';
+    // USER MAPPING: pgaudit counts CREATE/ALTER as ROLE (they may carry a password), DROP as DDL.
+    if (second === 'USER' && nextWord(0) === 'MAPPING') return first === 'DROP' ? 'DDL' : 'ROLE';
     return 'ROLE';
   }
   return 'DDL';
