@@ -18,7 +18,8 @@ import { POSTGRES, SqlLexer, Tok } from '../../lib/sql-lexer.js';
  *   MISC      everything else: BEGIN/START/COMMIT/END/ROLLBACK/ABORT/SAVEPOINT/
  *             RELEASE/PREPARE TRANSACTION (pgaudit has no TCL class), FETCH, MOVE,
  *             CLOSE, DISCARD, CHECKPOINT, VACUUM, ANALYZE, CLUSTER, REINDEX,
- *             LISTEN, NOTIFY, UNLISTEN, LOAD, LOCK, SHOW, EXPLAIN, EXECUTE,
+ *             LISTEN, NOTIFY, UNLISTEN, LOAD, LOCK, SHOW, EXPLAIN (EXPLAIN ANALYZE
+ *             takes the class of the statement it runs), EXECUTE,
  *             DEALLOCATE, and anything not recognised
  * PREPARE name AS <stmt> takes the class of <stmt>, as in pgaudit.
  */
@@ -74,6 +75,7 @@ export function classifyStatement(sql: string): StatementClass {
     if (first === 'COPY') return copyClass();
     if (first === 'WITH') return withClass();
     if (first === 'PREPARE') return prepareClass();
+    if (first === 'EXPLAIN') return explainClass();
     return 'MISC';
   }
   if (first === 'SELECT') return selectInto();
@@ -140,6 +142,20 @@ function selectInto(): StatementClass {
   }
   return 'READ';
 }
+
+/** EXPLAIN runs nothing (MISC); EXPLAIN ANALYZE runs its statement and takes its class (as pgaudit). */
+function explainClass(): StatementClass {
+  let analyze = false;
+  for (;;) {
+    const t = lex.next();
+    if (t === Tok.End || t === Tok.Error) return 'MISC';
+    if (t !== Tok.Word) continue;
+    if (lex.isWord('ANALYZE') || lex.isWord('ANALYSE')) analyze = true;
+    else if (STATEMENT_START.has(lex.value().toUpperCase())) return analyze ? classifyStatement(lex.text.slice(lex.start)) : 'MISC';
+  }
+}
+
+const STATEMENT_START = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'WITH', 'VALUES', 'TABLE', 'EXECUTE', 'DECLARE', 'CREATE']);
 
 function prepareClass(): StatementClass {
   const second = nextWord(0);
