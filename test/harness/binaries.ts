@@ -112,6 +112,9 @@ export function serverMissing(name: ServerName): string | undefined {
       return 'OS user postgres missing (PostgreSQL and pgbouncer refuse to run as root)';
     }
   }
+  if ((name === 'mariadb' || name === 'server_audit') && isRootProcess() && userIds('mysql') === undefined) {
+    return 'OS user mysql missing (apt-get install mariadb-server creates it)';
+  }
   if (name === 'pgaudit') {
     const lib = pgLibDir();
     if (lib === undefined || !existsSync(join(lib, 'pgaudit.so'))) {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { binary, mariadbPluginDir } from './binaries.js';
 import { chownTree, makeTempDir, shellCommand, startReaper, trackServer, untrackServer } from './cleanup.js';
 import { killAndWait, pidAlive, spawnDaemon, waitUntil } from './daemon.js';
-import { CommandError, run, type RunResult } from './exec.js';
+import { CommandError, isRoot, run, type RunResult } from './exec.js';
 import { freePort, isAddressInUse } from './ports.js';
 import { readServerAuditLog, waitForServerAudit, type ServerAuditEntry } from './server-audit-log.js';
 import { sharedState, templateDir } from './shared.js';
@@ -83,7 +83,8 @@ const TCP_USER = { name: 'dbaudit', password: 'dbaudit-pw' } as const;
 function serverArgs(base: string, port: number, opts: MariaOptions): string[] {
   const a = [
     '--no-defaults',
-    `--user=${OS_USER}`,
+    // only root can switch users; as anyone else mariadbd runs as that user
+    ...(isRoot() ? [`--user=${OS_USER}`] : []),
     `--datadir=${join(base, 'data')}`,
     `--plugin-dir=${mariadbPluginDir()}`,
     '--bind-address=127.0.0.1',
@@ -165,7 +166,7 @@ async function create(opts: MariaOptions, ownerPid: number, bindToProcess: boole
       mkdirSync(dir);
       chownTree(dir, OS_USER);
       await run(binary('mariadb-install-db'), [
-        '--no-defaults', `--user=${OS_USER}`, `--datadir=${join(dir, 'data')}`, '--auth-root-authentication-method=normal', '--skip-test-db',
+        '--no-defaults', ...(isRoot() ? [`--user=${OS_USER}`] : []), `--datadir=${join(dir, 'data')}`, '--auth-root-authentication-method=normal', '--skip-test-db',
       ]);
     });
     await run('cp', ['-a', join(template, 'data'), join(base.dir, 'data')]);
