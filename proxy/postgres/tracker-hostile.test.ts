@@ -171,6 +171,16 @@ describe('postgres tracker: hostile input', () => {
     assert.equal(s.events.at(-1)!.kind, 'session_end');
   });
 
+  it('server_disconnect_inside_a_row: the pending statement is closed by the connection, after the anomaly', () => {
+    const row = B.dataRow(['abcdef']);
+    const s = new TestSession().run([...login, ['c', B.query('select x from t')], ['s', cat([B.dataRow(['1']), row.subarray(0, 3)])]]).end('server_disconnect');
+    assert.deepEqual(s.summary().slice(2), [
+      { kind: 'anomaly', reason: 'truncated_message' },
+      { kind: 'statement', statement: 'select x from t', class: 'READ', rows: 1, reason: 'connection_closed' },
+      { kind: 'session_end', reason: 'server_disconnect' },
+    ]);
+  });
+
   it('garbage after an anomaly raises no second anomaly and never throws', () => {
     const s = new TestSession().run([...login, ['c', B.raw('z', Buffer.alloc(1))], ['c', Buffer.alloc(100, 0xff)], ['s', Buffer.alloc(100, 0xee)]]).end();
     assert.deepEqual(s.anomalies, ['unknown_message']);

@@ -135,7 +135,8 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
   end(reason: string, detail?: string): void {
     if (this.#ended) return;
     if (this.#decoding && (this.#client.partial || this.#server.partial)) {
-      this.#fail(TrackerAnomaly.Truncated, this.#client.partial ? 'client message cut by the end of the connection' : 'server message cut by the end of the connection');
+      // What was pending is settled below as "connection closed", not "decoding stopped".
+      this.#fail(TrackerAnomaly.Truncated, this.#client.partial ? 'client message cut by the end of the connection' : 'server message cut by the end of the connection', false);
     }
     this.#ended = true;
     if (this.#phase === Phase.Cancel) return;
@@ -337,7 +338,7 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
   }
 
   /** One anomaly per session, then decoding stops; bytes keep flowing. */
-  #fail(reason: string, detail: string): void {
+  #fail(reason: string, detail: string, abandon = true): void {
     if (!this.#decoding || this.#ended) return;
     this.#decoding = false;
     this.#client.stop();
@@ -349,7 +350,7 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
       ev.detail = detail;
       this.#opts.emit(ev);
       this.#opts.onAnomaly?.(reason);
-      this.#flow.abandon('decoding_stopped');
+      if (abandon) this.#flow.abandon('decoding_stopped');
     } catch {
       // see end()
     }
