@@ -49,6 +49,8 @@ export class ProxyConnection {
   #endReason: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #lastTicket: number;
+  /** The tracker already saw the bytes read during negotiation. */
+  #fedClientFirst = false;
   /** Server chunks waiting for their events to become durable, in order. */
   #held: Buffer[] = [];
   #holding = false;
@@ -84,7 +86,12 @@ export class ProxyConnection {
         serverTls: d.serverTls,
         upstreamTlsMode: d.upstreamTlsMode,
         upgradeClient: d.upgradeClient,
-        connectUpstream: async () => {
+        connectUpstream: async (early) => {
+          if (early) {
+            this.#createTracker(early.tls);
+            this.#fedClientFirst = true;
+            this.#tracker!.clientData(early.clientFirst);
+          }
           const s = await d.connectUpstream();
           this.#server = s;
           return s;
@@ -101,18 +108,7 @@ export class ProxyConnection {
     }
     this.#client = negotiated.client;
     this.#server = negotiated.server;
-    const meta = newSessionMeta(d.handler.name, this.clientAddress, d.serverAddress, this.#startedAt);
-    meta.tls = negotiated.tls;
-    this.#log = this.#log.child({ session: meta.sessionId });
-    this.#tracker = d.handler.createTracker({
-      meta,
-      emit: this.#emit,
-      clock: d.clock,
-      redact: d.redact,
-      logParameters: d.logParameters,
-      maxStatementBytes: d.maxStatementBytes,
-      onAnomaly: this.#onAnomaly,
-    });
+    if (!this.#tracker) this.#createTracker(negotiated.tls);
     this.#log.debug({ tls: negotiated.tls, upstreamTls: negotiated.upstreamTls }, 'session started');
 
     const client = this.#client;
@@ -134,9 +130,28 @@ export class ProxyConnection {
     }
 
     if (negotiated.serverFirst && negotiated.serverFirst.length > 0) this.#onServerData(negotiated.serverFirst);
-    if (negotiated.clientFirst.length > 0) this.#onClientData(negotiated.clientFirst);
+    if (negotiated.clientFirst.length > 0) {
+      if (this.#fedClientFirst) this.#forwardToServer(negotiated.clientFirst);
+      else this.#onClientData(negotiated.clientFirst);
+    }
     client.resume();
     server.resume();
+  }
+
+  #createTracker(tls: boolean): void {
+    const d = this.#deps;
+    const meta = newSessionMeta(d.handler.name, this.clientAddress, d.serverAddress, this.#startedAt);
+    meta.tls = tls;
+    this.#log = this.#log.child({ session: meta.sessionId });
+    this.#tracker = d.handler.createTracker({
+      meta,
+      emit: this.#emit,
+      clock: d.clock,
+      redact: d.redact,
+      logParameters: d.logParameters,
+      maxStatementBytes: d.maxStatementBytes,
+      onAnomaly: this.#onAnomaly,
+    });
   }
 
   #failNegotiation(err: unknown): void {
@@ -171,12 +186,15 @@ export class ProxyConnection {
   };
 
   readonly #onClientData = (chunk: Buffer): void => {
-    const server = this.#server!;
-    if (!server.write(chunk)) this.#client.pause();
-    this.#deps.metrics.bytesForwarded.inc({ direction: 'client_to_server' }, chunk.length);
+    this.#forwardToServer(chunk);
     this.#tracker!.clientData(chunk);
     this.#timer?.refresh();
   };
+
+  #forwardToServer(chunk: Buffer): void {
+    if (!this.#server!.write(chunk)) this.#client.pause();
+    this.#deps.metrics.bytesForwarded.inc({ direction: 'client_to_server' }, chunk.length);
+  }
 
   readonly #onServerData = (chunk: Buffer): void => {
     const before = this.#lastTicket;

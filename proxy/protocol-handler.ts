@@ -9,8 +9,13 @@ export interface NegotiateContext {
   upstreamTlsMode: 'disable' | 'prefer' | 'require' | 'verify-full';
   /** Wraps the client socket in server-side TLS (leftover bytes are fed to it first); resolves once the handshake is done. */
   upgradeClient(socket: Duplex, leftover: Buffer): Promise<Duplex>;
-  /** Opens the TCP connection to the database. */
-  connectUpstream(): Promise<Duplex>;
+  /**
+   * Opens the TCP connection to the database. A protocol whose client
+   * speaks first passes what it has read (PostgreSQL's startup packet) so
+   * the session is known, and audited, even if the database cannot be
+   * reached; those bytes are then not fed to the tracker a second time.
+   */
+  connectUpstream(early?: { clientFirst: Buffer; tls: boolean }): Promise<Duplex>;
   /** Wraps the database socket in client-side TLS per upstream_tls; resolves once the handshake is done. */
   upgradeServer(socket: Duplex): Promise<Duplex>;
 }

@@ -64,7 +64,8 @@ export async function negotiatePostgres(ctx: NegotiateContext): Promise<Negotiat
   const pending = reader.detach();
   const isCancel = first.readInt32BE(4) === CANCEL_REQUEST_CODE;
 
-  let server: Duplex = await ctx.connectUpstream();
+  const clientFirst = pending.length > 0 ? Buffer.concat([first, pending]) : first;
+  let server: Duplex = await ctx.connectUpstream({ clientFirst, tls });
   let upstreamTls = false;
   const mode = ctx.upstreamTlsMode;
   // A cancel request is answered by closing; PostgreSQL accepts it in the clear.
@@ -85,7 +86,7 @@ export async function negotiatePostgres(ctx: NegotiateContext): Promise<Negotiat
       throw new AuditError(ErrorCode.Upstream, `unexpected answer 0x${answer[0].toString(16)} to SSLRequest from database`);
     }
   }
-  return { client, server, clientFirst: pending.length > 0 ? Buffer.concat([first, pending]) : first, serverFirst: undefined, tls, upstreamTls };
+  return { client, server, clientFirst, serverFirst: undefined, tls, upstreamTls };
 }
 
 /**

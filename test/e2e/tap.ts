@@ -9,11 +9,13 @@ export class Tap {
   readonly #server: net.Server;
   readonly toTarget: Buffer[] = [];
   readonly fromTarget: Buffer[] = [];
+  readonly #sockets = new Set<net.Socket>();
   port = 0;
 
   constructor(targetHost: string, targetPort: number) {
     this.#server = net.createServer({ allowHalfOpen: true }, (client) => {
       const upstream = net.connect({ host: targetHost, port: targetPort, allowHalfOpen: true });
+      this.#sockets.add(client).add(upstream);
       client.on('data', (b: Buffer) => {
         this.toTarget.push(Buffer.from(b));
         upstream.write(b);
@@ -41,6 +43,12 @@ export class Tap {
 
   received(): Buffer {
     return Buffer.concat(this.fromTarget);
+  }
+
+  /** Cuts every relayed connection at once (both sides see a reset). */
+  cutAll(): void {
+    for (const s of this.#sockets) s.resetAndDestroy();
+    this.#sockets.clear();
   }
 
   close(): Promise<void> {
