@@ -1,8 +1,8 @@
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
-import { RECORDS_END, recordKey, runsOf, seqOfKey } from './record.js';
-import type { Rocks } from './rocks.js';
+import { META_KEY, type Meta, RECORDS_END, encodeMeta, recordKey, runsOf, seqOfKey } from './record.js';
+import type { BatchOp, Rocks } from './rocks.js';
 import { readHeader } from './seal.js';
 
 /**
@@ -43,6 +43,122 @@ export async function oldestRecords(db: Rocks, fromSeq: bigint, limit: number, s
     return out.length < limit;
   });
   return out;
+}
+
+export interface CommitPlan<T> {
+  ops: BatchOp[];
+  /** The meta record after the batch. */
+  meta: Meta;
+  /** The batch records written (the newest, when max_size forces dropping some of the batch itself). */
+  keep: T[];
+  /** Seqs gone for max_size: durable records evicted, then batch records never written; ascending. */
+  lost: bigint[];
+}
+
+/**
+ * One group-commit batch: puts for `batch`, deletes of the oldest records
+ * while the total would exceed `maxBytes`, and the meta record, all in one
+ * atomic write. If evicting every record is not enough, the oldest records
+ * of the batch itself are not written.
+ */
+export async function planCommit<T extends { seq: bigint; key: Buffer; value: Buffer }>(db: Rocks, current: Meta, batch: T[], maxBytes: number): Promise<CommitPlan<T>> {
+  const meta = { ...current };
+  let add = 0;
+  for (const p of batch) add += p.key.length + p.value.length;
+  let need = meta.bytes + add - maxBytes;
+  const evicted: Victim[] = [];
+  if (need > 0 && meta.events > 0) {
+    const got = await oldestRecords(db, meta.lowSeq, Infinity, (v) => {
+      if (need <= 0) return true;
+      need -= v.bytes;
+      return false;
+    });
+    evicted.push(...got);
+    for (const v of got) {
+      meta.events--;
+      meta.bytes -= v.bytes;
+    }
+    if (need > 0) {
+      meta.events = 0; // every record is gone: the counters are exactly zero
+      meta.bytes = 0;
+    }
+    if (got.length) meta.lowSeq = got[got.length - 1].seq + 1n;
+  }
+  const lost = evicted.map((v) => v.seq);
+  let keep = batch;
+  if (need > 0) {
+    keep = batch.slice();
+    while (need > 0 && keep.length) {
+      const p = keep.shift()!;
+      need -= p.key.length + p.value.length;
+      lost.push(p.seq);
+    }
+  }
+  const ops: BatchOp[] = evicted.map((v) => ({ type: 'del', key: v.key }));
+  for (const p of keep) {
+    ops.push({ type: 'put', key: p.key, value: p.value });
+    meta.events++;
+    meta.bytes += p.key.length + p.value.length;
+    if (p.seq < meta.lowSeq) meta.lowSeq = p.seq;
+  }
+  for (const p of batch) if (p.seq > meta.lastSeq) meta.lastSeq = p.seq;
+  meta.commit++;
+  ops.push({ type: 'put', key: META_KEY, value: encodeMeta(meta) });
+  lost.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return { ops, meta, keep, lost };
+}
+
+const EXPIRE_BATCH = 10_000;
+
+/**
+ * max_age: removes records older than `cutoff`, oldest first, EXPIRE_BATCH
+ * per write, stopping at the first younger record; records whose header
+ * does not parse go too, reported as corrupt. Returns how many went.
+ */
+export async function expireOlderThan(
+  db: () => Rocks,
+  lowSeq: () => bigint,
+  cutoff: number,
+  remove: (db: Rocks, victims: Victim[]) => Promise<void>,
+  losses: LossReporter,
+): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const d = db();
+    const victims = await oldestRecords(d, lowSeq(), EXPIRE_BATCH, (v) => v.timeMs !== undefined && v.timeMs >= cutoff);
+    if (victims.length === 0) break;
+    await remove(d, victims);
+    losses.report('age', victims.filter((v) => v.timeMs !== undefined).map((v) => v.seq));
+    losses.report('corrupt', victims.filter((v) => v.timeMs === undefined).map((v) => v.seq));
+    total += victims.length;
+    if (victims.length < EXPIRE_BATCH) break;
+  }
+  return total;
+}
+
+/** Deletes of `gone` (all present) and the meta record that counts them out, for one atomic write. */
+export function planRemoval(current: Meta, gone: readonly Victim[], advanceLow: boolean): { meta: Meta; ops: BatchOp[] } {
+  const meta = { ...current };
+  const ops: BatchOp[] = gone.map((v) => ({ type: 'del', key: v.key }));
+  for (const v of gone) {
+    meta.events--;
+    meta.bytes -= v.bytes;
+  }
+  meta.events = Math.max(0, meta.events);
+  meta.bytes = Math.max(0, meta.bytes);
+  if (advanceLow && gone.length) meta.lowSeq = gone[gone.length - 1].seq + 1n;
+  meta.commit++;
+  ops.push({ type: 'put', key: META_KEY, value: encodeMeta(meta) });
+  return { meta, ops };
+}
+
+/** The cache gauges: size, count, max, records not yet acknowledged (held + not yet durable), age of the oldest. */
+export function publishGauges(m: CollectorMetrics, meta: Meta, maxBytes: number, unsynced: number, oldestAgeMs: number): void {
+  m.cacheSizeBytes.set(meta.bytes);
+  m.cacheEventsCount.set(meta.events);
+  m.cacheMaxBytes.set(maxBytes);
+  m.cacheSyncPending.set(meta.events + unsynced);
+  m.eventLag.set(Math.max(0, oldestAgeMs) / 1000);
 }
 
 /** Logs a drop incident once when it starts, at most once a minute while it lasts, and once when it ends. */

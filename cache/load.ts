@@ -1,10 +1,25 @@
+import { mkdir } from 'node:fs/promises';
 import type { Clock } from '../lib/clock.js';
-import { isAuditError } from '../lib/errors.js';
+import { AuditError, ErrorCode, isAuditError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { uuidv7 } from '../lib/uuid.js';
 import { EPOCH_KEY, META_KEY, type Meta, RECORDS_END, RECORDS_START, decodeMeta, encodeMeta, epochFromBytes, epochToBytes, recordKey, seqOfKey } from './record.js';
-import type { Rocks } from './rocks.js';
+import { Rocks } from './rocks.js';
+import type { CacheOptions } from './types.js';
 import { readHeader } from './seal.js';
+
+/** Checks the options and opens (creating if needed) the cache's database. @internal */
+export async function openDatabase(opts: CacheOptions): Promise<Rocks> {
+  if (!(opts.maxBytes > 0)) throw new AuditError(ErrorCode.Config, `cache maxBytes must be positive, got ${opts.maxBytes}`);
+  if (!(opts.maxAgeMs >= 0)) throw new AuditError(ErrorCode.Config, `cache maxAgeMs must be >= 0, got ${opts.maxAgeMs}`);
+  opts.keyring.writeKey(); // fails early without a write key
+  try {
+    await mkdir(opts.path, { recursive: true, mode: 0o700 });
+    return await Rocks.open(opts.path, { writeBufferSize: opts.writeBufferSize });
+  } catch (err) {
+    throw AuditError.from(err, ErrorCode.Cache, `cache ${opts.path}: cannot open`);
+  }
+}
 
 /** The seq and time of the oldest or newest record. @internal */
 export interface Edge {

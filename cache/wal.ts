@@ -1,82 +1,20 @@
-import { mkdir } from 'node:fs/promises';
 import { type Clock, systemClock } from '../lib/clock.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { type Logger, silentLogger } from '../lib/log.js';
-import type { CollectorMetrics } from '../lib/metrics.js';
-import { type Loss, LossReporter, oldestRecords, type Victim } from './evict.js';
-import type { Keyring } from './keyring.js';
-import { loadState, peekEdge, type Edge } from './load.js';
-import { META_KEY, type Meta, RECORDS_END, encodeMeta, epochToBytes, recordKey, seqOfKey } from './record.js';
-import { type BatchOp, Rocks } from './rocks.js';
-import { openRecord, sealRecord } from './seal.js';
+import { type CommitPlan, LossReporter, expireOlderThan, planCommit, planRemoval, publishGauges, type Victim } from './evict.js';
+import { loadState, openDatabase, peekEdge, type Edge } from './load.js';
+import { META_KEY, type Meta, encodeMeta, epochToBytes, recordKey, seqOfKey } from './record.js';
+import { Rocks } from './rocks.js';
+import { type Pending, PendingQueue } from './pending.js';
+import { scanRecords } from './scan.js';
+import { sealRecord } from './seal.js';
+import { Tickets } from './tickets.js';
+import type { CacheOptions, CachedRecord, CacheStats, ScanOptions } from './types.js';
 
 export type { Loss, LossReason } from './evict.js';
+export type { CacheOptions, CachedRecord, CacheStats, ScanOptions } from './types.js';
 
-export interface CacheOptions {
-  /** Directory; created if missing. */
-  path: string;
-  /** collector.cache.max_size, bytes of records (key + sealed value) held. */
-  maxBytes: number;
-  /** collector.cache.max_age; 0 disables expiry. */
-  maxAgeMs: number;
-  keyring: Keyring;
-  /** Group-commit window (collector.cache.sync.commit_interval). */
-  commitIntervalMs: number;
-  clock?: Clock;
-  logger?: Logger;
-  metrics?: CollectorMetrics;
-  /** Called when records are dropped by policy or found corrupt, so the caller can emit a loss event. */
-  onLoss?: (loss: Loss) => void;
-  /** Memory for appends held while writes fail, before the oldest are dropped (default 64 MiB). */
-  maxPendingBytes?: number;
-  /** How often max_age is enforced in the background (default maxAge/10, within 100 ms..60 s). */
-  expireIntervalMs?: number;
-  /** Retry delays after a failed write: first, then doubled up to the max (defaults 100 ms, 5 s). */
-  retryMinMs?: number;
-  retryMaxMs?: number;
-  /** RocksDB memtable size (default 4 MiB). */
-  writeBufferSize?: number;
-}
 
-export interface CachedRecord {
-  seq: bigint;
-  timeMs: number;
-  payload: Uint8Array;
-  bytes: number;
-}
-
-export interface ScanOptions {
-  order: 'oldest_first' | 'newest_first';
-  afterSeq?: bigint;
-  beforeSeq?: bigint;
-  limit: number;
-}
-
-export interface CacheStats {
-  events: number;
-  bytes: number;
-  maxBytes: number;
-  oldestTimeMs?: number;
-  newestTimeMs?: number;
-  pendingAppends: number;
-  writable: boolean;
-  lastError?: string;
-}
-
-interface Pending {
-  seq: bigint;
-  key: Buffer;
-  value: Buffer;
-  timeMs: number;
-  ticket: number;
-}
-interface Waiter {
-  ticket: number;
-  cb: (err?: Error) => void;
-}
-
-const CORRUPT_BATCH = 1000;
-const EXPIRE_BATCH = 10_000;
 
 /**
  * The encrypted write-ahead event cache: a durable queue of sealed records
@@ -98,12 +36,8 @@ export class EventCache {
   #nextSeq: bigint;
   #oldest: Edge | undefined;
   #newest: Edge | undefined;
-  #pending: Pending[] = [];
-  #pendingBytes = 0;
-  #inflight = 0;
-  #ticket = 0;
-  #durableTicket = 0;
-  #waiters: Waiter[] = [];
+  readonly #pending = new PendingQueue();
+  readonly #tickets: Tickets;
   #tail: Promise<unknown> = Promise.resolve();
   #committing = false;
   #timer: NodeJS.Timeout | undefined;
@@ -123,6 +57,7 @@ export class EventCache {
     this.#log = opts.logger ?? silentLogger;
     this.#losses = new LossReporter({ clock: this.#clock, logger: this.#log, metrics: opts.metrics, onLoss: opts.onLoss });
     this.#maxPending = opts.maxPendingBytes ?? 64 << 20;
+    this.#tickets = new Tickets(this.#log);
     this.#db = db;
     this.#meta = meta;
     this.epoch = meta.epoch;
@@ -133,18 +68,9 @@ export class EventCache {
   }
 
   static async open(opts: CacheOptions): Promise<EventCache> {
-    if (!(opts.maxBytes > 0)) throw new AuditError(ErrorCode.Config, `cache maxBytes must be positive, got ${opts.maxBytes}`);
-    if (!(opts.maxAgeMs >= 0)) throw new AuditError(ErrorCode.Config, `cache maxAgeMs must be >= 0, got ${opts.maxAgeMs}`);
-    opts.keyring.writeKey(); // fails early without a write key
+    const db = await openDatabase(opts);
     const clock = opts.clock ?? systemClock;
     const log = opts.logger ?? silentLogger;
-    let db: Rocks;
-    try {
-      await mkdir(opts.path, { recursive: true, mode: 0o700 });
-      db = await Rocks.open(opts.path, { writeBufferSize: opts.writeBufferSize });
-    } catch (err) {
-      throw AuditError.from(err, ErrorCode.Cache, `cache ${opts.path}: cannot open`);
-    }
     try {
       const st = await loadState(db, clock, log);
       const cache = new EventCache(opts, db, st.meta, st.oldest, st.newest);
@@ -175,45 +101,27 @@ export class EventCache {
 
   /** Queues a record for the next group commit; returns its ticket. Never throws on I/O. */
   append(seq: bigint, payload: Uint8Array, timeMs: number): number {
-    const ticket = ++this.#ticket;
+    const ticket = this.#tickets.issue();
     if (this.#closed) return ticket;
     const key = recordKey(seq);
     const value = sealRecord(this.#opts.keyring, this.#epochBytes, key, timeMs, payload);
     this.#pending.push({ seq, key, value, timeMs, ticket });
-    this.#pendingBytes += key.length + value.length;
-    if (this.#pendingBytes > this.#maxPending) this.#boundPending();
+    if (this.#pending.bytes > this.#maxPending) this.#boundPending();
     this.#schedule();
     return ticket;
   }
 
   /** cb() once every record up to `ticket` is durable, or cb(err) if that commit failed. */
   whenDurable(ticket: number, cb: (err?: Error) => void): void {
-    if (ticket <= this.#durableTicket) {
-      process.nextTick(cb);
-      return;
-    }
-    if (this.#closed) {
-      process.nextTick(cb, new AuditError(ErrorCode.Closed, 'cache is closed'));
-      return;
-    }
-    const w = this.#waiters;
-    if (w.length === 0 || w[w.length - 1].ticket <= ticket) w.push({ ticket, cb });
-    else {
-      let lo = 0;
-      let hi = w.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (w[mid].ticket <= ticket) lo = mid + 1;
-        else hi = mid;
-      }
-      w.splice(lo, 0, { ticket, cb });
-    }
+    if (ticket <= this.#tickets.durable) process.nextTick(cb);
+    else if (this.#closed) process.nextTick(cb, new AuditError(ErrorCode.Closed, 'cache is closed'));
+    else this.#tickets.wait(ticket, cb);
   }
 
   /** Resolves when everything appended so far is durable; rejects if that commit fails. */
   flush(): Promise<void> {
-    const last = this.#ticket;
-    if (last <= this.#durableTicket) return Promise.resolve();
+    const last = this.#tickets.last;
+    if (last <= this.#tickets.durable) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.whenDurable(last, (err) => (err ? reject(err) : resolve()));
       if (this.#timer) {
@@ -226,35 +134,9 @@ export class EventCache {
 
   /** Durable, un-acknowledged records with seq in (afterSeq, beforeSeq), in the given order, at most `limit`. */
   scan(opts: ScanOptions): Promise<CachedRecord[]> {
-    return this.#run(async () => {
-      const out: CachedRecord[] = [];
-      const reverse = opts.order === 'newest_first';
-      let lo = opts.afterSeq !== undefined ? opts.afterSeq + 1n : 1n;
-      if (lo < this.#meta.lowSeq) lo = this.#meta.lowSeq;
-      let hi = opts.beforeSeq; // exclusive
-      while (out.length < opts.limit && (hi === undefined || lo < hi)) {
-        const db = this.#requireDb();
-        const corrupt: Victim[] = [];
-        let last: bigint | undefined;
-        await db.forEach({ gte: recordKey(lo), lt: hi === undefined ? RECORDS_END : recordKey(hi), reverse }, (key, value) => {
-          const seq = seqOfKey(key);
-          if (seq === undefined) return true;
-          last = seq;
-          try {
-            const r = openRecord(this.#opts.keyring, this.#epochBytes, key, value);
-            out.push({ seq, timeMs: r.timeMs, payload: r.payload, bytes: key.length + value.length });
-          } catch {
-            corrupt.push({ seq, key, bytes: key.length + value.length, timeMs: undefined });
-          }
-          return out.length < opts.limit && corrupt.length < CORRUPT_BATCH;
-        });
-        if (corrupt.length) await this.#dropCorrupt(corrupt);
-        if (corrupt.length < CORRUPT_BATCH || last === undefined) break;
-        if (reverse) hi = last;
-        else lo = last + 1n;
-      }
-      return out;
-    });
+    return this.#run(() =>
+      scanRecords(() => this.#requireDb(), this.#opts.keyring, this.#epochBytes, this.#meta.lowSeq, opts, (list) => this.#dropCorrupt(list)),
+    );
   }
 
   /** Removes acknowledged records, durably. Unknown seqs are ignored. */
@@ -277,20 +159,13 @@ export class EventCache {
     return this.#run(async () => {
       const maxAge = this.#opts.maxAgeMs;
       if (!(maxAge > 0) || this.#closed) return 0;
-      const cutoff = this.#clock.now() - maxAge;
-      let total = 0;
-      for (;;) {
-        const db = this.#requireDb();
-        const victims = await oldestRecords(db, this.#meta.lowSeq, EXPIRE_BATCH, (v) => v.timeMs !== undefined && v.timeMs >= cutoff);
-        if (victims.length === 0) break;
-        await this.#remove(db, victims, true);
-        for (const r of ['age', 'corrupt'] as const) {
-          const seqs = victims.filter((v) => (v.timeMs === undefined) === (r === 'corrupt')).map((v) => v.seq);
-          this.#losses.report(r, seqs);
-        }
-        total += victims.length;
-        if (victims.length < EXPIRE_BATCH) break;
-      }
+      const total = await expireOlderThan(
+        () => this.#requireDb(),
+        () => this.#meta.lowSeq,
+        this.#clock.now() - maxAge,
+        (db, victims) => this.#remove(db, victims, true),
+        this.#losses,
+      );
       if (total === 0) this.#losses.quiet('age');
       this.#publish();
       return total;
@@ -304,7 +179,7 @@ export class EventCache {
       maxBytes: this.#opts.maxBytes,
       oldestTimeMs: this.#oldest?.timeMs,
       newestTimeMs: this.#newest?.timeMs,
-      pendingAppends: this.#pending.length + this.#inflight,
+      pendingAppends: this.#pending.unsynced,
       writable: this.#writable,
       lastError: this.#lastError,
     };
@@ -324,7 +199,7 @@ export class EventCache {
       clearTimeout(this.#timer);
       clearTimeout(this.#retryTimer);
       const lost = this.#pending.length;
-      this.#settle(Infinity, new AuditError(ErrorCode.Closed, 'cache closed before the record was durable'));
+      this.#tickets.settle(Infinity, new AuditError(ErrorCode.Closed, 'cache closed before the record was durable'));
       await this.#run(async () => {
         const db = this.#db;
         this.#db = undefined;
@@ -372,70 +247,27 @@ export class EventCache {
 
   /** Writes every pending record in one synced batch, evicting the oldest for max_size. False when the write failed. */
   async #commitOnce(): Promise<boolean> {
-    const batch = this.#pending;
-    if (batch.length === 0) return true;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    this.#inflight = batch.length;
-    const meta = { ...this.#meta };
-    const evicted: Victim[] = [];
-    const dropped: bigint[] = [];
-    let keep = batch;
+    if (this.#pending.length === 0) return true;
+    const batch = this.#pending.take();
+    const commitNo = this.#meta.commit + 1;
+    let plan: CommitPlan<Pending> | undefined;
     try {
       const db = this.#db;
       if (!db || this.#dbReadOnly) throw new AuditError(ErrorCode.Cache, 'cache database is not open for writing');
-      let add = 0;
-      for (const p of batch) add += p.key.length + p.value.length;
-      let need = meta.bytes + add - this.#opts.maxBytes;
-      if (need > 0 && meta.events > 0) {
-        const got = await oldestRecords(db, meta.lowSeq, Infinity, (v) => {
-          if (need <= 0) return true;
-          need -= v.bytes;
-          return false;
-        });
-        evicted.push(...got);
-        for (const v of got) {
-          meta.events--;
-          meta.bytes -= v.bytes;
-        }
-        if (need > 0) {
-          meta.events = 0; // every record is gone: the counters are exactly zero
-          meta.bytes = 0;
-        }
-        if (got.length) meta.lowSeq = got[got.length - 1].seq + 1n;
-      }
-      if (need > 0) {
-        keep = batch.slice();
-        while (need > 0 && keep.length) {
-          const p = keep.shift()!;
-          need -= p.key.length + p.value.length;
-          dropped.push(p.seq);
-        }
-      }
-      const ops: BatchOp[] = evicted.map((v) => ({ type: 'del', key: v.key }));
-      for (const p of keep) {
-        ops.push({ type: 'put', key: p.key, value: p.value });
-        meta.events++;
-        meta.bytes += p.key.length + p.value.length;
-        if (p.seq < meta.lowSeq) meta.lowSeq = p.seq;
-      }
-      for (const p of batch) if (p.seq > meta.lastSeq) meta.lastSeq = p.seq;
-      meta.commit++;
-      ops.push({ type: 'put', key: META_KEY, value: encodeMeta(meta) });
-      await db.write(ops, true);
+      plan = await planCommit(db, this.#meta, batch, this.#opts.maxBytes);
+      await db.write(plan.ops, true);
     } catch (err) {
-      this.#inflight = 0;
-      this.#pending = batch.concat(this.#pending);
-      this.#pendingBytes = this.#pending.reduce((n, p) => n + p.key.length + p.value.length, 0);
-      this.#failed = { commit: meta.commit, count: batch.length, evicted: evicted.map((v) => v.seq).concat(dropped) };
+      this.#pending.settle(batch, true);
+      this.#failed = { commit: commitNo, count: batch.length, evicted: plan?.lost ?? [] };
       this.#writeFailed(err);
       return false;
     }
-    this.#inflight = 0;
+    this.#pending.settle(batch, false);
+    const { meta, keep } = plan;
     this.#meta = meta;
-    if (evicted.length) this.#oldest = await peekEdge(this.#db!, meta.lowSeq, false).catch(() => undefined);
+    if (plan.lost.length) this.#oldest = await peekEdge(this.#db!, meta.lowSeq, false).catch(() => undefined);
     if (!this.#oldest && keep.length) this.#oldest = { seq: keep[0].seq, timeMs: keep[0].timeMs };
-    this.#durable(batch, keep, evicted.map((v) => v.seq).concat(dropped));
+    this.#durable(batch, keep, plan.lost);
     this.#publish();
     return true;
   }
@@ -444,8 +276,7 @@ export class EventCache {
     const last = kept[kept.length - 1];
     if (last && (!this.#newest || last.seq >= this.#newest.seq)) this.#newest = { seq: last.seq, timeMs: last.timeMs };
     this.#markWritable();
-    this.#durableTicket = Math.max(this.#durableTicket, batch[batch.length - 1].ticket);
-    this.#settle(this.#durableTicket);
+    this.#tickets.markDurable(batch[batch.length - 1].ticket);
     if (evicted.length) this.#losses.report('size', evicted.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
     else this.#losses.quiet('size');
   }
@@ -457,22 +288,6 @@ export class EventCache {
     this.#failures = 0;
   }
 
-  /** Calls waiters with tickets up to `upTo`: success, or the error. */
-  #settle(upTo: number, err?: Error): void {
-    const w = this.#waiters;
-    let i = 0;
-    while (i < w.length && w[i].ticket <= upTo) i++;
-    if (i === 0) return;
-    const done = w.splice(0, i);
-    for (const x of done) {
-      try {
-        x.cb(err);
-      } catch (e) {
-        this.#log.error({ err: e }, 'cache whenDurable callback threw');
-      }
-    }
-  }
-
   /** A failed write: every waiting whenDurable gets the error now; the records stay queued and are retried. */
   #writeFailed(err: unknown): void {
     const e = AuditError.from(err, ErrorCode.Cache, 'cache write failed');
@@ -481,7 +296,7 @@ export class EventCache {
     this.#writable = false;
     this.#lastError = e.message;
     this.#failures++;
-    this.#settle(Infinity, e);
+    this.#tickets.settle(Infinity, e);
     if (!this.#closed && !this.#retryTimer) {
       const min = this.#opts.retryMinMs ?? 100;
       const delay = Math.min(this.#opts.retryMaxMs ?? 5000, min * 2 ** Math.min(this.#failures - 1, 20));
@@ -504,8 +319,7 @@ export class EventCache {
         const st = await loadState(this.#db, this.#clock, this.#log);
         const f = this.#failed;
         if (f && st.meta.commit >= f.commit) {
-          const landed = this.#pending.splice(0, f.count);
-          this.#pendingBytes = this.#pending.reduce((n, p) => n + p.key.length + p.value.length, 0);
+          const landed = this.#pending.shift(f.count);
           const evicted = new Set(f.evicted);
           this.#durable(landed, landed.filter((p) => !evicted.has(p.seq)), f.evicted);
         }
@@ -536,19 +350,9 @@ export class EventCache {
   /** Deletes `gone` (all present) durably and updates the counters. */
   async #remove(db: Rocks, gone: Victim[], advanceLow = false): Promise<void> {
     if (gone.length === 0) return;
-    const meta = { ...this.#meta };
-    const ops: BatchOp[] = gone.map((v) => ({ type: 'del', key: v.key }));
-    for (const v of gone) {
-      meta.events--;
-      meta.bytes -= v.bytes;
-    }
-    if (meta.events <= 0 || meta.bytes < 0) {
-      meta.events = Math.max(0, meta.events);
-      meta.bytes = Math.max(0, meta.bytes);
-    }
-    if (advanceLow) meta.lowSeq = gone[gone.length - 1].seq + 1n;
-    meta.commit++;
-    ops.push({ type: 'put', key: META_KEY, value: encodeMeta(meta) });
+    // While a failed batch awaits its verdict, its commit number must stay unused.
+    if (this.#failed || !this.#writable) throw new AuditError(ErrorCode.Cache, `cache is not writable: ${this.#lastError ?? 'recovering'}`);
+    const { meta, ops } = planRemoval(this.#meta, gone, advanceLow);
     try {
       await db.write(ops, true);
     } catch (err) {
@@ -572,23 +376,9 @@ export class EventCache {
 
   /** Keeps appends held in memory under maxPendingBytes by dropping the oldest (never the batch awaiting its retry verdict). */
   #boundPending(): void {
-    const start = this.#failed?.count ?? 0;
-    const gone: Pending[] = [];
-    let i = start;
-    while (this.#pendingBytes > this.#maxPending && i < this.#pending.length - 1) {
-      const p = this.#pending[i++];
-      this.#pendingBytes -= p.key.length + p.value.length;
-      gone.push(p);
-    }
+    const gone = this.#pending.bound(this.#maxPending, this.#failed?.count ?? 0);
     if (gone.length === 0) return;
-    this.#pending.splice(start, gone.length);
-    const tickets = new Set(gone.map((p) => p.ticket));
-    const err = new AuditError(ErrorCode.CacheFull, 'cache write backlog full: record dropped');
-    this.#waiters = this.#waiters.filter((w) => {
-      if (!tickets.has(w.ticket)) return true;
-      process.nextTick(w.cb, err);
-      return false;
-    });
+    this.#tickets.fail(new Set(gone.map((p) => p.ticket)), new AuditError(ErrorCode.CacheFull, 'cache write backlog full: record dropped'));
     this.#losses.report('size', gone.map((p) => p.seq));
   }
 
@@ -603,15 +393,8 @@ export class EventCache {
   }
 
   #publish(): void {
-    const m = this.#opts.metrics;
-    if (!m) return;
-    const meta = this.#meta;
-    const unsynced = this.#pending.length + this.#inflight;
-    m.cacheSizeBytes.set(meta.bytes);
-    m.cacheEventsCount.set(meta.events);
-    m.cacheMaxBytes.set(this.#opts.maxBytes);
-    m.cacheSyncPending.set(meta.events + unsynced);
-    const oldest = this.#oldest?.timeMs ?? this.#pending[0]?.timeMs;
-    m.eventLag.set(oldest === undefined ? 0 : Math.max(0, this.#clock.now() - oldest) / 1000);
+    if (!this.#opts.metrics) return;
+    const oldest = this.#oldest?.timeMs ?? this.#pending.first?.timeMs;
+    publishGauges(this.#opts.metrics, this.#meta, this.#opts.maxBytes, this.#pending.unsynced, oldest === undefined ? 0 : this.#clock.now() - oldest);
   }
 }

@@ -1,0 +1,58 @@
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import type { CollectorMetrics } from '../lib/metrics.js';
+import type { Loss } from './evict.js';
+import type { Keyring } from './keyring.js';
+
+/** The public types of the cache (re-exported by wal.ts). */
+
+export interface CacheOptions {
+  /** Directory; created if missing. */
+  path: string;
+  /** collector.cache.max_size, bytes of records (key + sealed value) held. */
+  maxBytes: number;
+  /** collector.cache.max_age; 0 disables expiry. */
+  maxAgeMs: number;
+  keyring: Keyring;
+  /** Group-commit window (collector.cache.sync.commit_interval). */
+  commitIntervalMs: number;
+  clock?: Clock;
+  logger?: Logger;
+  metrics?: CollectorMetrics;
+  /** Called when records are dropped by policy or found corrupt, so the caller can emit a loss event. */
+  onLoss?: (loss: Loss) => void;
+  /** Memory for appends held while writes fail, before the oldest are dropped (default 64 MiB). */
+  maxPendingBytes?: number;
+  /** How often max_age is enforced in the background (default maxAge/10, within 100 ms..60 s). */
+  expireIntervalMs?: number;
+  /** Retry delays after a failed write: first, then doubled up to the max (defaults 100 ms, 5 s). */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** RocksDB memtable size (default 4 MiB). */
+  writeBufferSize?: number;
+}
+
+export interface CachedRecord {
+  seq: bigint;
+  timeMs: number;
+  payload: Uint8Array;
+  bytes: number;
+}
+
+export interface ScanOptions {
+  order: 'oldest_first' | 'newest_first';
+  afterSeq?: bigint;
+  beforeSeq?: bigint;
+  limit: number;
+}
+
+export interface CacheStats {
+  events: number;
+  bytes: number;
+  maxBytes: number;
+  oldestTimeMs?: number;
+  newestTimeMs?: number;
+  pendingAppends: number;
+  writable: boolean;
+  lastError?: string;
+}
