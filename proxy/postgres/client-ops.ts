@@ -1,7 +1,7 @@
 import type { Clock } from '../../lib/clock.js';
 import type { WireReader } from '../wire/reader.js';
 import { Frontend, parseBind, parseExecute, parseFunctionCall, parseParse, parseTarget } from './messages.js';
-import { Op, PendingOp } from './pending.js';
+import { Op, PendingOp, paramsWeight } from './pending.js';
 
 /**
  * A client message as the operation it asks of the server. Returns the
@@ -36,6 +36,7 @@ export function clientOp(type: number, r: WireReader, clock: Clock, logParameter
       op.name = m.portal;
       op.ref = m.statement;
       op.params = m.params;
+      op.sqlBytes = paramsWeight(m.params); // counted against the pending-bytes bound
       return op;
     }
     case Frontend.Describe:
@@ -62,6 +63,7 @@ export function clientOp(type: number, r: WireReader, clock: Clock, logParameter
       const op = new PendingOp(Op.FunctionCall, clock.now(), clock.monoMicros());
       op.oid = m.oid;
       op.params = m.params;
+      op.sqlBytes = paramsWeight(m.params);
       return op;
     }
     default:

@@ -210,7 +210,9 @@ export function parseBind(r: WireReader, render: boolean, maxValueBytes: number)
 /** Text values as text, binary as `\x` + hex; cut to `maxBytes` of source. */
 export function renderValue(buf: Buffer, at: number, len: number, format: number, maxBytes: number): string {
   if (format === 0) {
-    const end = at + (len > maxBytes ? maxBytes : len);
+    if (len <= maxBytes) return buf.toString('utf8', at, at + len);
+    let end = at + maxBytes;
+    while (end > at && (buf[end] & 0xc0) === 0x80) end--; // do not split a UTF-8 sequence
     return buf.toString('utf8', at, end);
   }
   const n = len * 2 + 2 > maxBytes ? Math.max(0, (maxBytes - 2) >> 1) : len;

@@ -67,7 +67,7 @@ export class PendingOp {
 }
 
 /** A statement's text as the audit keeps it: redacted, cut, classified once. */
-export class StatementText {
+export class StatementText implements Weighed {
   readonly text: string;
   /** Byte length as sent (before redaction). */
   readonly length: number;
@@ -78,6 +78,9 @@ export class StatementText {
     this.length = length;
     this.truncated = truncated;
     this.cls = cls;
+  }
+  get weight(): number {
+    return 64 + this.text.length * 2;
   }
 }
 
@@ -95,17 +98,28 @@ export class PortalRun {
   }
 }
 
-export class Portal {
+export class Portal implements Weighed {
   readonly statement: StatementText;
   readonly statementName: string;
   readonly params: string[] | null;
+  /** Memory held by the values (the statement text is shared with the prepared statement). */
+  readonly weight: number;
   run: PortalRun | null;
   constructor(statement: StatementText, statementName: string, params: string[] | null) {
     this.statement = statement;
     this.statementName = statementName;
     this.params = params;
+    this.weight = 64 + paramsWeight(params);
     this.run = null;
   }
+}
+
+/** Approximate bytes held by rendered parameter values. */
+export function paramsWeight(params: string[] | null): number {
+  if (params === null) return 0;
+  let n = 0;
+  for (const p of params) n += 16 + p.length * 2;
+  return n;
 }
 
 /** A FIFO ring of at most `limit` items. */
@@ -160,36 +174,63 @@ export class RingQueue<T> {
   }
 }
 
-/** A map that forgets its oldest entries beyond `maxEntries`. */
-export class BoundedMap<V> {
+/** Something a BoundedMap can weigh (bytes of memory it holds, roughly). */
+export interface Weighed {
+  readonly weight: number;
+}
+
+/**
+ * A map that forgets its oldest entries beyond `maxEntries` or `maxWeight`
+ * (the newest entry is always kept). Replaced and forgotten entries go to
+ * `onDrop`, so a caller can settle what they held.
+ */
+export class BoundedMap<V extends Weighed> {
   readonly #map = new Map<string, V>();
-  readonly #max: number;
-  constructor(maxEntries: number) {
-    this.#max = maxEntries;
+  readonly #maxEntries: number;
+  readonly #maxWeight: number;
+  readonly #onDrop: ((v: V) => void) | null;
+  #weight: number;
+
+  constructor(maxEntries: number, maxWeight: number, onDrop: ((v: V) => void) | null = null) {
+    this.#maxEntries = maxEntries;
+    this.#maxWeight = maxWeight;
+    this.#onDrop = onDrop;
+    this.#weight = 0;
   }
   get size(): number {
     return this.#map.size;
   }
+  get weight(): number {
+    return this.#weight;
+  }
   get(key: string): V | undefined {
     return this.#map.get(key);
   }
-  /** Sets `key` (as the newest entry); returns the entry that was replaced or forgotten, if any. */
-  set(key: string, value: V): V | undefined {
+  /** Sets `key` as the newest entry. */
+  set(key: string, value: V): void {
     const old = this.#map.get(key);
-    this.#map.delete(key);
-    this.#map.set(key, value);
-    if (this.#map.size > this.#max) {
-      const oldest = this.#map.entries().next();
-      if (!oldest.done) {
-        this.#map.delete(oldest.value[0]);
-        return oldest.value[1];
-      }
+    if (old !== undefined) {
+      this.#map.delete(key);
+      this.#weight -= old.weight;
+      this.#onDrop?.(old);
     }
-    return old;
+    this.#map.set(key, value);
+    this.#weight += value.weight;
+    while (this.#map.size > 1 && (this.#map.size > this.#maxEntries || this.#weight > this.#maxWeight)) {
+      const oldest = this.#map.entries().next();
+      if (oldest.done) break;
+      this.#map.delete(oldest.value[0]);
+      this.#weight -= oldest.value[1].weight;
+      this.#onDrop?.(oldest.value[1]);
+    }
   }
+  /** Removes `key` (without `onDrop`) and returns its value. */
   delete(key: string): V | undefined {
     const v = this.#map.get(key);
-    this.#map.delete(key);
+    if (v !== undefined) {
+      this.#map.delete(key);
+      this.#weight -= v.weight;
+    }
     return v;
   }
   values(): IterableIterator<V> {
@@ -197,5 +238,6 @@ export class BoundedMap<V> {
   }
   clear(): void {
     this.#map.clear();
+    this.#weight = 0;
   }
 }

@@ -10,7 +10,9 @@ export interface FlowLimits {
   pendingOps: number;
   pendingBytes: number;
   statements: number;
+  statementBytes: number;
   portals: number;
+  portalBytes: number;
 }
 
 /**
@@ -49,8 +51,8 @@ export class StatementFlow {
     this.#rec = rec;
     this.#fail = fail;
     this.#queue = new RingQueue<PendingOp>(limits.pendingOps);
-    this.#statements = new BoundedMap<StatementText>(limits.statements);
-    this.#portals = new BoundedMap<Portal>(limits.portals);
+    this.#statements = new BoundedMap<StatementText>(limits.statements, limits.statementBytes);
+    this.#portals = new BoundedMap<Portal>(limits.portals, limits.portalBytes, (p) => this.#flushRun(p, Unfinished.PortalClosed));
     this.#maxPendingBytes = limits.pendingBytes;
     this.#pendingBytes = 0;
     this.#discarding = false;
@@ -126,8 +128,7 @@ export class StatementFlow {
         if (head?.kind !== Op.Bind) return this.#outOfSync('BindComplete', head);
         this.#shift();
         const st = this.#statements.get(head.ref) ?? UNKNOWN_STATEMENT;
-        const old = this.#portals.set(head.name, new Portal(st, head.ref, head.params));
-        if (old !== undefined) this.#flushRun(old, Unfinished.PortalClosed);
+        this.#portals.set(head.name, new Portal(st, head.ref, head.params));
         return true;
       }
       case Backend.CloseComplete:
@@ -296,8 +297,7 @@ export class StatementFlow {
     if (p === undefined) {
       // A portal we never saw bound (e.g. a SQL-level cursor): keep its run anyway.
       p = new Portal(UNKNOWN_STATEMENT, '', null);
-      const old = this.#portals.set(op.name, p);
-      if (old !== undefined) this.#flushRun(old, Unfinished.PortalClosed);
+      this.#portals.set(op.name, p);
     }
     if (p.run === null) p.run = new PortalRun(op.timeMs, op.mono, op.rows);
     else p.run.rows += op.rows;

@@ -24,9 +24,11 @@ export interface TrackerLimits extends PgLimits {
   pendingOps: number;
   /** Bytes of SQL text held by waiting operations. */
   pendingBytes: number;
-  /** Prepared statements / portals remembered (oldest forgotten first). */
+  /** Prepared statements / portals remembered, and the memory they may hold (oldest forgotten first). */
   statements: number;
+  statementBytes: number;
   portals: number;
+  portalBytes: number;
 }
 
 export const DEFAULT_TRACKER_LIMITS: Readonly<TrackerLimits> = Object.freeze({
@@ -34,7 +36,9 @@ export const DEFAULT_TRACKER_LIMITS: Readonly<TrackerLimits> = Object.freeze({
   pendingOps: 100_000,
   pendingBytes: 2 * DEFAULT_LIMITS.statement,
   statements: 1024,
+  statementBytes: 16 * 1024 * 1024,
   portals: 1024,
+  portalBytes: 16 * 1024 * 1024,
 });
 
 const Phase = { Startup: 0, Auth: 1, Ready: 2, Cancel: 3 } as const;
