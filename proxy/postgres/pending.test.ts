@@ -7,10 +7,12 @@ import { TestSession, type Step } from './test-session.js';
 import { DEFAULT_TRACKER_LIMITS } from './tracker.js';
 
 class Item implements Weighed {
-  constructor(
-    readonly name: string,
-    readonly weight: number,
-  ) {}
+  readonly name: string;
+  readonly weight: number;
+  constructor(name: string, weight: number) {
+    this.name = name;
+    this.weight = weight;
+  }
 }
 
 describe('pending-state containers', () => {
