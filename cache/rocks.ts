@@ -79,6 +79,16 @@ export class Rocks {
     return new Rocks(location, db);
   }
 
+  /** Read-write if the directory takes writes, else read-only (reads keep working), else nothing; with the read-write error. */
+  static async openWritableOrReadOnly(location: string, opts: OpenOptions = {}): Promise<{ db?: Rocks; readOnly: boolean; error?: unknown }> {
+    try {
+      return { db: await Rocks.open(location, opts), readOnly: false };
+    } catch (error) {
+      const db = await Rocks.open(location, { ...opts, readOnly: true }).catch(() => undefined);
+      return { db, readOnly: true, error };
+    }
+  }
+
   close(): Promise<void> {
     return new Promise((resolve, reject) => this.#db.close((err) => (err ? reject(err) : resolve())));
   }

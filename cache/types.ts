@@ -21,6 +21,8 @@ export interface CacheOptions {
   metrics?: CollectorMetrics;
   /** Called when records are dropped by policy or found corrupt, so the caller can emit a loss event. */
   onLoss?: (loss: Loss) => void;
+  /** Told when writes start failing (with the error) and when they succeed again; `writable` has the current state. */
+  onWritableChange?: (writable: boolean, error?: Error) => void;
   /** Memory for appends held while writes fail, before the oldest are dropped (default 64 MiB). */
   maxPendingBytes?: number;
   /** How often max_age is enforced in the background (default maxAge/10, within 100 ms..60 s). */

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { CollectorMetrics } from '../lib/metrics.js';
+import { META_KEY } from './record.js';
+import { Rocks } from './rocks.js';
 import { appendN, openTest, payloadOf, tempDir } from './testing.js';
 import { HEADER_BYTES, TAG_BYTES } from './seal.js';
 import { RECORD_KEY_BYTES } from './record.js';
@@ -213,6 +217,50 @@ describe('EventCache bounds', () => {
     assert.deepEqual(b.losses, [{ fromSeq: 1n, toSeq: 4n, count: 4, reason: 'age' }]);
     assert.equal(b.cache.stats().events, 0);
     assert.equal(b.cache.reserveSeq(), 5n);
+    await b.cache.close();
+  });
+});
+
+describe('EventCache logging and recovery of its own state', () => {
+  test('an eviction incident is logged once when it starts and once when it ends, not per event or batch', async () => {
+    const lines: { level: number; msg: string; count?: number }[] = [];
+    const dest = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { level: number; msg: string });
+        cb();
+      },
+    });
+    const logger = pino({ level: 'info' }, dest);
+    const { cache, clock, losses } = await openTest(dir(), { maxBytes: 5 * rec(), logger });
+    for (let i = 0; i < 20; i++) await appendN(cache, 2, clock.now()); // 40 records into room for 5: 35 dropped over 17 batches
+    assert.equal(losses.length, 18);
+    assert.equal(losses.reduce((n, l) => n + l.count, 0), 35);
+    clock.advance(5000);
+    await appendN(cache, 0, clock.now());
+    await cache.ack([36n]); // room for one: the next batch evicts nothing
+    await appendN(cache, 1, clock.now());
+    await new Promise((r) => setImmediate(r));
+    const about = lines.filter((l) => /drop/.test(l.msg));
+    assert.deepEqual(about.map((l) => [l.level, l.msg, l.count]), [
+      [40, 'cache dropping oldest events (max_size)', 1],
+      [30, 'cache drop incident ended', 35],
+    ]);
+    await cache.close();
+  });
+
+  test('a lost meta record is rebuilt from the records, keeping the epoch', async () => {
+    const d = dir();
+    const a = await openTest(d);
+    await appendN(a.cache, 5, a.clock.now());
+    await a.cache.ack([1n]);
+    await a.cache.close();
+    const db = await Rocks.open(d);
+    await db.write([{ type: 'del', key: META_KEY }], true);
+    await db.close();
+    const b = await openTest(d, { keyring: a.opts.keyring, clock: a.clock });
+    assert.equal(b.cache.epoch, a.cache.epoch);
+    assert.deepEqual([b.cache.stats().events, b.cache.stats().bytes, b.cache.durableSeq], [4, 4 * rec(), 5n]);
+    assert.equal((await b.cache.scan({ order: 'oldest_first', limit: 10 })).length, 4);
     await b.cache.close();
   });
 });

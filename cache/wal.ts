@@ -14,8 +14,6 @@ import type { CacheOptions, CachedRecord, CacheStats, ScanOptions } from './type
 export type { Loss, LossReason } from './evict.js';
 export type { CacheOptions, CachedRecord, CacheStats, ScanOptions } from './types.js';
 
-
-
 /**
  * The encrypted write-ahead event cache: a durable queue of sealed records
  * keyed by sequence number (ot persistent_queue.go). Appends are grouped
@@ -42,7 +40,7 @@ export class EventCache {
   #committing = false;
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
-  #expireTimer: NodeJS.Timeout | undefined;
+  #tickTimer: NodeJS.Timeout | undefined;
   #failures = 0;
   /** The batch at the front of #pending whose write failed: did it land after all? */
   #failed: { commit: number; count: number; evicted: bigint[] } | undefined;
@@ -76,7 +74,7 @@ export class EventCache {
       const cache = new EventCache(opts, db, st.meta, st.oldest, st.newest);
       log.info({ path: opts.path, epoch: st.meta.epoch, events: st.meta.events, bytes: st.meta.bytes, lastSeq: String(st.meta.lastSeq) }, 'cache opened');
       await cache.expire();
-      cache.#startExpiry();
+      cache.#startTimers();
       cache.#publish();
       return cache;
     } catch (err) {
@@ -188,13 +186,8 @@ export class EventCache {
   /** Flushes, then closes. Rejects (after closing) if records could not be made durable. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      clearInterval(this.#expireTimer);
-      let failure: unknown;
-      try {
-        await this.flush();
-      } catch (err) {
-        failure = err;
-      }
+      clearInterval(this.#tickTimer);
+      const failure: unknown = await this.flush().then(() => undefined, (err: unknown) => err ?? new Error('flush failed'));
       this.#closed = true;
       clearTimeout(this.#timer);
       clearTimeout(this.#retryTimer);
@@ -209,8 +202,6 @@ export class EventCache {
     })();
     return this.#closing;
   }
-
-  // ---- internals ------------------------------------------------------
 
   #run<T>(task: () => Promise<T>): Promise<T> {
     const p = this.#tail.then(task);
@@ -277,13 +268,15 @@ export class EventCache {
     if (last && (!this.#newest || last.seq >= this.#newest.seq)) this.#newest = { seq: last.seq, timeMs: last.timeMs };
     this.#markWritable();
     this.#tickets.markDurable(batch[batch.length - 1].ticket);
-    if (evicted.length) this.#losses.report('size', evicted.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    if (evicted.length) this.#losses.report('size', evicted); // ascending (planCommit)
     else this.#losses.quiet('size');
   }
 
   #markWritable(): void {
-    if (!this.#writable) this.#log.info({ afterFailures: this.#failures }, 'cache writable again');
+    if (this.#writable) return;
+    this.#log.info({ afterFailures: this.#failures }, 'cache writable again');
     this.#writable = true;
+    this.#opts.onWritableChange?.(true);
     this.#lastError = undefined;
     this.#failures = 0;
   }
@@ -292,9 +285,13 @@ export class EventCache {
   #writeFailed(err: unknown): void {
     const e = AuditError.from(err, ErrorCode.Cache, 'cache write failed');
     this.#opts.metrics?.cacheWriteErrors.inc();
-    if (this.#writable) this.#log.error({ err: e }, 'cache write failed; records kept in memory and retried');
+    const was = this.#writable;
     this.#writable = false;
     this.#lastError = e.message;
+    if (was) {
+      this.#log.error({ err: e }, 'cache write failed; records kept in memory and retried');
+      this.#opts.onWritableChange?.(false, e);
+    }
     this.#failures++;
     this.#tickets.settle(Infinity, e);
     if (!this.#closed && !this.#retryTimer) {
@@ -310,13 +307,16 @@ export class EventCache {
     const ok = await this.#run(async () => {
       this.#retryTimer = undefined;
       if (this.#closed) return false;
+      const prev = this.#db;
+      this.#db = undefined;
+      if (prev) await prev.close().catch((err: unknown) => this.#log.debug({ err }, 'cache close before reopen failed'));
+      const opened = await Rocks.openWritableOrReadOnly(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize });
+      this.#db = opened.db;
+      this.#dbReadOnly = opened.readOnly;
       try {
-        const prev = this.#db;
-        this.#db = undefined;
-        if (prev) await prev.close().catch((err: unknown) => this.#log.debug({ err }, 'cache close before reopen failed'));
-        this.#db = await Rocks.open(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize });
-        this.#dbReadOnly = false;
-        const st = await loadState(this.#db, this.#clock, this.#log);
+        if (opened.error !== undefined) throw opened.error;
+        const db = opened.db!;
+        const st = await loadState(db, this.#clock, this.#log);
         const f = this.#failed;
         if (f && st.meta.commit >= f.commit) {
           const landed = this.#pending.shift(f.count);
@@ -327,19 +327,11 @@ export class EventCache {
         this.#meta = st.meta;
         this.#oldest = st.oldest;
         this.#newest = st.newest;
-        await this.#db.write([{ type: 'put', key: META_KEY, value: encodeMeta(st.meta) }], true);
+        await db.write([{ type: 'put', key: META_KEY, value: encodeMeta(st.meta) }], true);
         this.#markWritable();
         return true;
       } catch (err) {
         this.#log.debug({ err }, 'cache reopen failed');
-        if (!this.#db) {
-          try {
-            this.#db = await Rocks.open(this.#opts.path, { readOnly: true });
-            this.#dbReadOnly = true;
-          } catch {
-            // neither mode opens: reads fail too until a later retry
-          }
-        }
         this.#writeFailed(err);
         return false;
       }
@@ -382,14 +374,18 @@ export class EventCache {
     this.#losses.report('size', gone.map((p) => p.seq));
   }
 
-  #startExpiry(): void {
+  /** One unref'd timer: gauges (event lag moves with the clock) every second, max_age expiry when due. */
+  #startTimers(): void {
     const age = this.#opts.maxAgeMs;
-    if (!(age > 0)) return;
-    const every = this.#opts.expireIntervalMs ?? Math.min(60_000, Math.max(100, Math.floor(age / 10)));
-    this.#expireTimer = setInterval(() => {
+    const every = age > 0 ? (this.#opts.expireIntervalMs ?? Math.min(60_000, Math.max(100, Math.floor(age / 10)))) : Infinity;
+    let nextExpiry = Date.now() + every;
+    this.#tickTimer = setInterval(() => {
+      this.#publish();
+      if (Date.now() < nextExpiry) return;
+      nextExpiry = Date.now() + every;
       this.expire().catch((err: unknown) => this.#log.warn({ err }, 'cache expiry pass failed'));
-    }, every);
-    this.#expireTimer.unref();
+    }, Math.min(1000, every));
+    this.#tickTimer.unref();
   }
 
   #publish(): void {

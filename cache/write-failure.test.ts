@@ -77,7 +77,8 @@ describe('cache write failures', () => {
     mkdirSync(dir);
     const metrics = new CollectorMetrics({ defaultMetrics: false });
     // a small memtable: RocksDB must create new files (WAL, SST) soon after the directory turns read-only
-    const { cache, clock } = await openTest(dir, { metrics, writeBufferSize: 64 << 10, retryMinMs: 20, retryMaxMs: 100 });
+    const changes: boolean[] = [];
+    const { cache, clock } = await openTest(dir, { metrics, writeBufferSize: 64 << 10, retryMinMs: 20, retryMaxMs: 100, onWritableChange: (w) => changes.push(w) });
     // root ignores permission bits, so as root the directory is made read-only with a read-only bind mount
     // (mounted after the cache opened: files it holds open for writing would make the remount busy)
     let readOnly: () => void;
@@ -117,6 +118,7 @@ describe('cache write failures', () => {
     seqs.push(...(await write(cache, 100, clock.now(), after)));
     await checkAllDurable(cache, seqs);
     assert.deepEqual(after, { ok: 100, failed: 0 });
+    assert.deepEqual(changes, [false, true]);
     await cache.close();
   });
 
