@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { binary, run, skipUnless } from '../harness/index.js';
+
+const BIN = join(import.meta.dirname, '../../bin/dbaudit.js');
+
+function dbaudit(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return run(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, allowFail: true, timeoutMs: 60_000 });
+}
+
+describe('the dbaudit command', () => {
+  test('bad configuration stops the start with the key, the value and what is allowed', async () => {
+    const r = await dbaudit(['proxy', '--collector.cache.max_size', '10XB']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim(), 'dbaudit: config collector.cache.max_size: invalid value "10XB"; expected a size such as 512MB, 10GB or a number of bytes');
+    const e = await dbaudit(['proxy'], { DBAUDIT_AUDIT_REDACT: 'some' });
+    assert.equal(e.stderr.trim(), 'dbaudit: config audit.redact: invalid value "some"; expected one of literals, none');
+    const u = await dbaudit(['gateway', '--no-such-flag']);
+    assert.equal(u.code, 1);
+    assert.match(u.stderr, /unknown argument "--no-such-flag"/);
+    const k = await dbaudit(['nope']);
+    assert.equal(k.code, 2);
+  });
+
+  test('keygen prints a 32-byte base64 key', async () => {
+    const r = await dbaudit(['keygen']);
+    assert.equal(r.code, 0);
+    assert.equal(Buffer.from(r.stdout.trim(), 'base64').length, 32);
+  });
+
+  test('npm start (the demo): psql through it, events printed live, events --json, Ctrl-C stops cleanly', { skip: skipUnless('postgres') }, async () => {
+    const child = spawn(process.execPath, [BIN, 'demo', '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const waitFor = async (re: RegExp, ms = 60_000): Promise<RegExpMatchArray> => {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const m = out.match(re);
+        if (m) return m;
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`did not see ${re} in:\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    try {
+      const [, port] = await waitFor(/psql "postgresql:\/\/postgres@127\.0\.0\.1:(\d+)\/postgres\?sslmode=disable"/);
+      const [, gateway] = await waitFor(/dbaudit events --gateway (\S+)/);
+      const psql = await run(binary('psql'), ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', port, '-U', 'postgres', '-d', 'postgres', '-c', "select 'demo-' || 40 + 2"], {
+        env: { ...process.env, PGSSLMODE: 'disable' },
+      });
+      assert.equal(psql.stdout.trim(), 'demo-42');
+      await waitFor(/ statement postgres@postgres \[[0-9a-f]{8}\] 127\.0\.0\.1:\d+ "select \? \|\| \? \+ \?" SELECT rows=1/);
+      await waitFor(/ session_end postgres@postgres /);
+      const q = await dbaudit(['events', '--gateway', gateway, '--kind', 'statement', '--json']);
+      assert.equal(q.code, 0, q.stderr);
+      const events = q.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.equal(events.length, 1);
+      assert.equal(events[0].statement, 'select ? || ? + ?');
+      assert.equal(events[0].commandTag, 'SELECT');
+      assert.equal(events[0].rows, '1');
+      child.kill('SIGINT');
+      const code = await new Promise<number | null>((r) => child.once('exit', r));
+      assert.equal(code, 0);
+      assert.match(out, /stopped\n$/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+});
