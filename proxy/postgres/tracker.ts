@@ -6,6 +6,28 @@ import { AuthCode, Backend, Frontend, StartupCode, parseErrorFields, parseStartu
 import { StatementFlow } from './statement-flow.js';
 import { StatementRecorder } from './statements.js';
 
+/*
+ * PostgreSQL session tracker: both directions' bytes in, audit events out.
+ *
+ * Events: session_start (at the StartupMessage, or at the end/first anomaly
+ * if none came; never for a CancelRequest connection), login_success (at
+ * the first ReadyForQuery; auth_method from the Authentication requests,
+ * refined by the SASL mechanism the client picks), login_failure (an
+ * ErrorResponse before that ReadyForQuery, with SQLSTATE, severity and
+ * message), statement (see statement-flow.ts), cancel (CancelRequest as
+ * the first message: detail backend_pid=N only), anomaly (at most one; the
+ * tracker then stops decoding), session_end (exactly once, from end();
+ * reason client_terminate after a Terminate message).
+ *
+ * Memory per session is bounded by the caps below (DEFAULT_TRACKER_LIMITS):
+ * framing buffers ≤ the largest frame cap per direction (startup 10 000 B;
+ * Query/Parse/Bind/FunctionCall 64 MiB; other client messages 64 KiB;
+ * ErrorResponse 1 MiB; other parsed server messages 64 KiB; rows, COPY
+ * data, notices, RowDescription skipped by length, never buffered); waiting
+ * operations ≤ 100 000 and ≤ 128 MiB of SQL and values; remembered prepared
+ * statements and portals ≤ 1024 each and ≤ 16 MiB each.
+ */
+
 /** Anomaly reasons raised by the tracker itself (framing ones come from the decoder). */
 export const TrackerAnomaly = {
   OutOfSync: 'out_of_sync',
@@ -40,6 +62,20 @@ export const DEFAULT_TRACKER_LIMITS: Readonly<TrackerLimits> = Object.freeze({
   portals: 1024,
   portalBytes: 16 * 1024 * 1024,
 });
+
+/** auth_method per Authentication request code; '' for codes that continue an exchange. */
+const AUTH_METHODS: Readonly<Record<number, string>> = {
+  [AuthCode.Ok]: '',
+  [AuthCode.KerberosV5]: 'kerberos',
+  [AuthCode.CleartextPassword]: 'cleartext',
+  [AuthCode.MD5Password]: 'md5',
+  [AuthCode.GSS]: 'gss',
+  [AuthCode.GSSContinue]: '',
+  [AuthCode.SSPI]: 'sspi',
+  [AuthCode.SASL]: 'scram-sha-256',
+  [AuthCode.SASLContinue]: '',
+  [AuthCode.SASLFinal]: '',
+};
 
 const Phase = { Startup: 0, Auth: 1, Ready: 2, Cancel: 3 } as const;
 type Phase = (typeof Phase)[keyof typeof Phase];
@@ -272,38 +308,13 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
     const r = this.#r.reset(buf, bodyStart, end);
     const code = r.int32();
     if (!r.ok) return this.#failed(TrackerAnomaly.BadMessage, 'Authentication');
-    const m = this.meta;
-    switch (code) {
-      case AuthCode.Ok:
-        this.#authOk = true;
-        if (m.authMethod === '') m.authMethod = 'trust';
-        break;
-      case AuthCode.CleartextPassword:
-        m.authMethod = 'cleartext';
-        break;
-      case AuthCode.MD5Password:
-        m.authMethod = 'md5';
-        break;
-      case AuthCode.GSS:
-        m.authMethod = 'gss';
-        break;
-      case AuthCode.SSPI:
-        m.authMethod = 'sspi';
-        break;
-      case AuthCode.KerberosV5:
-        m.authMethod = 'kerberos';
-        break;
-      case AuthCode.SASL:
-        m.authMethod = 'scram-sha-256';
-        this.#saslInitial = true;
-        break;
-      case AuthCode.GSSContinue:
-      case AuthCode.SASLContinue:
-      case AuthCode.SASLFinal:
-        break;
-      default:
-        return this.#failed(TrackerAnomaly.BadMessage, `authentication code ${code}`);
-    }
+    const method = AUTH_METHODS[code];
+    if (method === undefined) return this.#failed(TrackerAnomaly.BadMessage, `authentication code ${code}`);
+    if (code === AuthCode.Ok) {
+      this.#authOk = true;
+      if (this.meta.authMethod === '') this.meta.authMethod = 'trust'; // Ok with no request before it
+    } else if (method !== '') this.meta.authMethod = method;
+    if (code === AuthCode.SASL) this.#saslInitial = true; // the client names its mechanism next
     return true;
   }
 
