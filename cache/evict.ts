@@ -108,6 +108,17 @@ export async function planCommit<T extends { seq: bigint; key: Buffer; value: Bu
   return { ops, meta, keep, lost };
 }
 
+/** The records among `seqs` that exist, ascending, with their sizes (for ack: unknown seqs are ignored). */
+export async function presentRecords(db: Rocks, seqs: readonly bigint[]): Promise<Victim[]> {
+  const keys = [...new Set(seqs)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(recordKey);
+  const values = await db.getMany(keys);
+  const out: Victim[] = [];
+  values.forEach((v, i) => {
+    if (v) out.push({ seq: seqOfKey(keys[i])!, key: keys[i], bytes: keys[i].length + v.length, timeMs: undefined });
+  });
+  return out;
+}
+
 const EXPIRE_BATCH = 10_000;
 
 /**
@@ -214,14 +225,21 @@ export class LossReporter {
         this.#log.warn({ reason, count: inc.count, fromSeq: String(inc.fromSeq), toSeq: String(inc.toSeq), sinceMs: inc.startMs }, 'cache drop incident continues');
       }
     }
-    if (this.#onLoss) {
-      for (const r of runsOf(seqs)) {
-        try {
-          this.#onLoss({ ...r, reason });
-        } catch (err) {
-          this.#log.error({ err }, 'cache onLoss callback threw');
-        }
-      }
+    for (const r of runsOf(seqs)) this.#tell({ ...r, reason });
+  }
+
+  /** A loss known only by its span and count (records lost in a repaired database). */
+  reportSpan(loss: Loss): void {
+    this.#metrics?.cacheCorrupt.inc(loss.count);
+    this.#log.error({ reason: loss.reason, count: loss.count, fromSeq: String(loss.fromSeq), toSeq: String(loss.toSeq) }, 'cache records lost to corruption');
+    this.#tell(loss);
+  }
+
+  #tell(loss: Loss): void {
+    try {
+      this.#onLoss?.(loss);
+    } catch (err) {
+      this.#log.error({ err }, 'cache onLoss callback threw');
     }
   }
 

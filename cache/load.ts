@@ -4,19 +4,46 @@ import { AuditError, ErrorCode, isAuditError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { uuidv7 } from '../lib/uuid.js';
 import { EPOCH_KEY, META_KEY, type Meta, RECORDS_END, RECORDS_START, decodeMeta, encodeMeta, epochFromBytes, epochToBytes, recordKey, seqOfKey } from './record.js';
-import { Rocks } from './rocks.js';
+import { type OpenOptions, Rocks, isCorruption } from './rocks.js';
 import type { CacheOptions } from './types.js';
 import { readHeader } from './seal.js';
 
-/** Checks the options and opens (creating if needed) the cache's database. @internal */
-export async function openDatabase(opts: CacheOptions): Promise<Rocks> {
+type State = { meta: Meta; oldest?: Edge; newest?: Edge };
+type Lost = { fromSeq: bigint; toSeq: bigint; count: number };
+
+/**
+ * Checks the options, opens (creating if needed) the cache's database and
+ * loads its state; a database RocksDB reports corrupt is repaired first.
+ * @internal
+ */
+export async function openDatabase(opts: CacheOptions, clock: Clock, log: Logger): Promise<{ db: Rocks; st: State; lost?: Lost }> {
   if (!(opts.maxBytes > 0)) throw new AuditError(ErrorCode.Config, `cache maxBytes must be positive, got ${opts.maxBytes}`);
   if (!(opts.maxAgeMs >= 0)) throw new AuditError(ErrorCode.Config, `cache maxAgeMs must be >= 0, got ${opts.maxAgeMs}`);
   opts.keyring.writeKey(); // fails early without a write key
+  const ropts = { writeBufferSize: opts.writeBufferSize };
+  let db: Rocks | undefined;
   try {
     await mkdir(opts.path, { recursive: true, mode: 0o700 });
-    return await Rocks.open(opts.path, { writeBufferSize: opts.writeBufferSize });
+    db = await Rocks.open(opts.path, ropts);
+    try {
+      return { db, st: await loadState(db, clock, log) };
+    } catch (err) {
+      if (!isCorruption(err)) throw err;
+      log.error({ err }, 'cache database corrupt: repairing');
+      const before = await db.get(META_KEY).then((b) => (b ? decodeMeta(b) : undefined)).catch(() => undefined);
+      await db.close();
+      db = undefined;
+      if (before) {
+        const r = await repairDatabase(opts.path, ropts, before, log);
+        db = r.db;
+        return { db, st: { meta: r.meta, oldest: await peekEdge(db, r.meta.lowSeq, false), newest: await peekEdge(db, r.meta.lowSeq, true) }, lost: r.lost };
+      }
+      await Rocks.repair(opts.path);
+      db = await Rocks.open(opts.path, ropts);
+      return { db, st: await loadState(db, clock, log) };
+    }
   } catch (err) {
+    await db?.close().catch(() => undefined);
     throw AuditError.from(err, ErrorCode.Cache, `cache ${opts.path}: cannot open`);
   }
 }
@@ -47,7 +74,7 @@ export async function peekEdge(db: Rocks, lowSeq: bigint, newest: boolean): Prom
  * scan of the record keys, keeping the stored epoch while records remain.
  * @internal
  */
-export async function loadState(db: Rocks, clock: Clock, log: Logger): Promise<{ meta: Meta; oldest?: Edge; newest?: Edge }> {
+export async function loadState(db: Rocks, clock: Clock, log: Logger): Promise<State> {
   const [metaBuf, epochBuf] = await db.getMany([META_KEY, EPOCH_KEY]);
   let meta: Meta | undefined;
   if (metaBuf) {
@@ -95,4 +122,47 @@ export async function loadState(db: Rocks, clock: Clock, log: Logger): Promise<{
   const oldest = meta.events > 0 ? await peekEdge(db, meta.lowSeq, false) : undefined;
   const newest = meta.events > 0 ? await peekEdge(db, meta.lowSeq, true) : undefined;
   return { meta, oldest, newest };
+}
+
+/**
+ * After RocksDB reported corruption: RepairDB (unreadable table files go to
+ * lost/, quarantined), reopen, and count what is left against `before` (the
+ * exact counters up to then). The records lost cannot be named one by one
+ * (acknowledged records leave the same holes), so the loss is reported as
+ * the span of holes with the exact count.
+ * @internal
+ */
+export async function repairDatabase(path: string, opts: OpenOptions, before: Meta, log: Logger): Promise<{ db: Rocks; meta: Meta; lost?: Lost }> {
+  await Rocks.repair(path);
+  const db = await Rocks.open(path, opts);
+  const meta: Meta = { ...before, events: 0, bytes: 0, commit: before.commit + 1 };
+  let next = before.lowSeq;
+  let holeFrom: bigint | undefined;
+  let holeTo: bigint | undefined;
+  const hole = (from: bigint, to: bigint): void => {
+    if (from > to) return;
+    holeFrom ??= from;
+    holeTo = to;
+  };
+  await db.forEach({ gte: recordKey(before.lowSeq), lt: RECORDS_END }, (key, value) => {
+    const seq = seqOfKey(key);
+    if (seq === undefined) return true;
+    meta.events++;
+    meta.bytes += key.length + value.length;
+    hole(next, seq - 1n);
+    next = seq + 1n;
+    if (seq > meta.lastSeq) meta.lastSeq = seq;
+    return true;
+  });
+  hole(next, before.lastSeq);
+  await db.write(
+    [
+      { type: 'put', key: EPOCH_KEY, value: epochToBytes(meta.epoch) },
+      { type: 'put', key: META_KEY, value: encodeMeta(meta) },
+    ],
+    true,
+  );
+  const count = before.events - meta.events;
+  log.error({ path, lost: count, events: meta.events }, 'cache database repaired after corruption; unreadable files moved to lost/');
+  return { db, meta, lost: count > 0 && holeFrom !== undefined ? { fromSeq: holeFrom, toSeq: holeTo!, count } : undefined };
 }

@@ -25,7 +25,7 @@ interface RawDb {
   iterator(opts: Record<string, unknown>): RawIterator;
 }
 
-type RocksFactory = ((location: string) => RawDb) & { destroy(location: string, cb: Cb): void };
+type RocksFactory = ((location: string) => RawDb) & { destroy(location: string, cb: Cb): void; repair(location: string, cb: Cb): void };
 
 const require = createRequire(import.meta.url);
 const rocksdb = require('rocksdb') as RocksFactory;
@@ -46,6 +46,11 @@ export interface OpenOptions {
   writeBufferSize?: number;
   createIfMissing?: boolean;
   readOnly?: boolean;
+}
+
+/** RocksDB found damaged data (a block checksum, a torn file): `Rocks.repair` is the way out. */
+export function isCorruption(err: unknown): boolean {
+  return err instanceof Error && /^Corruption:/.test(err.message);
 }
 
 function isNotFound(err: Error): boolean {
@@ -129,6 +134,11 @@ export class Rocks {
     }
     await new Promise<void>((resolve) => it.end(() => resolve()));
     if (failure !== undefined) throw failure;
+  }
+
+  /** RocksDB's RepairDB: rebuilds the MANIFEST, moves table files it cannot read into lost/. The database must be closed. */
+  static repair(location: string): Promise<void> {
+    return new Promise((resolve, reject) => rocksdb.repair(location, (err) => (err ? reject(err) : resolve())));
   }
 
   static destroy(location: string): Promise<void> {

@@ -1,10 +1,10 @@
 import { type Clock, systemClock } from '../lib/clock.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { type Logger, silentLogger } from '../lib/log.js';
-import { type CommitPlan, LossReporter, expireOlderThan, planCommit, planRemoval, publishGauges, type Victim } from './evict.js';
-import { loadState, openDatabase, peekEdge, type Edge } from './load.js';
-import { META_KEY, type Meta, encodeMeta, epochToBytes, recordKey, seqOfKey } from './record.js';
-import { Rocks } from './rocks.js';
+import { type CommitPlan, LossReporter, expireOlderThan, planCommit, planRemoval, presentRecords, publishGauges, type Victim } from './evict.js';
+import { loadState, openDatabase, peekEdge, repairDatabase, type Edge } from './load.js';
+import { META_KEY, type Meta, encodeMeta, epochToBytes, recordKey } from './record.js';
+import { Rocks, isCorruption } from './rocks.js';
 import { type Pending, PendingQueue } from './pending.js';
 import { scanRecords } from './scan.js';
 import { sealRecord } from './seal.js';
@@ -66,21 +66,20 @@ export class EventCache {
   }
 
   static async open(opts: CacheOptions): Promise<EventCache> {
-    const db = await openDatabase(opts);
-    const clock = opts.clock ?? systemClock;
     const log = opts.logger ?? silentLogger;
+    const { db, st, lost } = await openDatabase(opts, opts.clock ?? systemClock, log);
+    const cache = new EventCache(opts, db, st.meta, st.oldest, st.newest);
+    log.info({ path: opts.path, epoch: st.meta.epoch, events: st.meta.events, bytes: st.meta.bytes, lastSeq: String(st.meta.lastSeq) }, 'cache opened');
+    if (lost) cache.#losses.reportSpan({ ...lost, reason: 'corrupt' });
     try {
-      const st = await loadState(db, clock, log);
-      const cache = new EventCache(opts, db, st.meta, st.oldest, st.newest);
-      log.info({ path: opts.path, epoch: st.meta.epoch, events: st.meta.events, bytes: st.meta.bytes, lastSeq: String(st.meta.lastSeq) }, 'cache opened');
       await cache.expire();
-      cache.#startTimers();
-      cache.#publish();
-      return cache;
     } catch (err) {
       await db.close().catch(() => undefined);
       throw AuditError.from(err, ErrorCode.Cache, `cache ${opts.path}: cannot load`);
     }
+    cache.#startTimers();
+    cache.#publish();
+    return cache;
   }
 
   /** Next gap-free sequence number of this epoch. Numbers reserved but never made durable before a crash are reused. */
@@ -142,13 +141,7 @@ export class EventCache {
     if (seqs.length === 0) return Promise.resolve();
     return this.#run(async () => {
       const db = this.#requireDb();
-      const keys = [...new Set(seqs)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(recordKey);
-      const values = await db.getMany(keys);
-      const gone: Victim[] = [];
-      values.forEach((v, i) => {
-        if (v) gone.push({ seq: seqOfKey(keys[i])!, key: keys[i], bytes: keys[i].length + v.length, timeMs: undefined });
-      });
-      await this.#remove(db, gone);
+      await this.#remove(db, await presentRecords(db, seqs));
     });
   }
 
@@ -157,13 +150,8 @@ export class EventCache {
     return this.#run(async () => {
       const maxAge = this.#opts.maxAgeMs;
       if (!(maxAge > 0) || this.#closed) return 0;
-      const total = await expireOlderThan(
-        () => this.#requireDb(),
-        () => this.#meta.lowSeq,
-        this.#clock.now() - maxAge,
-        (db, victims) => this.#remove(db, victims, true),
-        this.#losses,
-      );
+      const remove = (db: Rocks, victims: Victim[]) => this.#remove(db, victims, true);
+      const total = await expireOlderThan(() => this.#requireDb(), () => this.#meta.lowSeq, this.#clock.now() - maxAge, remove, this.#losses);
       if (total === 0) this.#losses.quiet('age');
       this.#publish();
       return total;
@@ -203,8 +191,9 @@ export class EventCache {
     return this.#closing;
   }
 
+  /** Runs database work one task at a time; RocksDB corruption gets one repair, then the task runs again. */
   #run<T>(task: () => Promise<T>): Promise<T> {
-    const p = this.#tail.then(task);
+    const p = this.#tail.then(() => task().catch(async (err: unknown) => (isCorruption(err) && !this.#closed ? (await this.#repair(err), task()) : Promise.reject(err))));
     this.#tail = p.catch(() => undefined);
     return p;
   }
@@ -337,6 +326,17 @@ export class EventCache {
       }
     });
     if (ok) void this.#commit();
+  }
+
+  async #repair(err: unknown): Promise<void> {
+    this.#log.error({ err }, 'cache database corrupt: repairing');
+    await this.#db?.close().catch(() => undefined);
+    this.#db = undefined;
+    const r = await repairDatabase(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize }, this.#meta, this.#log);
+    this.#db = r.db;
+    this.#meta = r.meta;
+    this.#oldest = await peekEdge(r.db, r.meta.lowSeq, false);
+    if (r.lost) this.#losses.reportSpan({ ...r.lost, reason: 'corrupt' });
   }
 
   /** Deletes `gone` (all present) durably and updates the counters. */
