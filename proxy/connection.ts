@@ -129,10 +129,16 @@ export class ProxyConnection {
       this.#timer.unref();
     }
 
-    if (negotiated.serverFirst && negotiated.serverFirst.length > 0) this.#onServerData(negotiated.serverFirst);
-    if (negotiated.clientFirst.length > 0) {
-      if (this.#fedClientFirst) this.#forwardToServer(negotiated.clientFirst);
-      else this.#onClientData(negotiated.clientFirst);
+    if (negotiated.alreadyForwarded) {
+      // The negotiation spoke for us: the tracker sees its bytes in the order they went, nothing is sent again.
+      if (negotiated.serverFirst && negotiated.serverFirst.length > 0) this.#tracker!.serverData(negotiated.serverFirst);
+      if (negotiated.clientFirst.length > 0 && !this.#fedClientFirst) this.#tracker!.clientData(negotiated.clientFirst);
+    } else {
+      if (negotiated.serverFirst && negotiated.serverFirst.length > 0) this.#onServerData(negotiated.serverFirst);
+      if (negotiated.clientFirst.length > 0) {
+        if (this.#fedClientFirst) this.#forwardToServer(negotiated.clientFirst);
+        else this.#onClientData(negotiated.clientFirst);
+      }
     }
     client.resume();
     server.resume();

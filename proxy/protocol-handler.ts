@@ -27,6 +27,13 @@ export interface Negotiated {
   clientFirst: Buffer;
   /** Bytes read from the database during negotiation that the client must still get (and the tracker see). */
   serverFirst: Buffer | undefined;
+  /**
+   * The negotiation already delivered `clientFirst` to the database and
+   * `serverFirst` to the client itself (e.g. MySQL's greeting, rewritten
+   * and sent before the TLS decision): the tracker still sees them, in
+   * order, but they are not forwarded again.
+   */
+  alreadyForwarded?: boolean;
   /** TLS between client and proxy. */
   tls: boolean;
   upstreamTls: boolean;
