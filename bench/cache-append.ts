@@ -7,7 +7,9 @@
  *
  * Env: N (records, default 200000), PAYLOAD (bytes, 300), WINDOW (records
  * in flight before the writer waits, 20000), COMMIT_MS (group-commit window, 2),
- * DIR (cache directory; default a fresh one under the OS temp dir).
+ * RATE (offered records/s; default 0 = as fast as the cache takes them, for
+ * latency under a steady load), DIR (cache directory; default a fresh one
+ * under the OS temp dir).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +23,7 @@ const N = Number(process.env.N ?? 200_000);
 const PAYLOAD = Number(process.env.PAYLOAD ?? 300);
 const WINDOW = Number(process.env.WINDOW ?? 20_000);
 const COMMIT_MS = Number(process.env.COMMIT_MS ?? 2);
+const RATE = Number(process.env.RATE ?? 0);
 const dir = process.env.DIR ?? mkdtempSync(join(tmpdir(), 'dbaudit-bench-cache-'));
 
 const keyring = new Keyring(randomBytes(32));
@@ -67,7 +70,10 @@ while (appended < N) {
     }
     if (durable === N) resolveDone();
   });
-  if ((appended & 1023) === 0) await new Promise((r) => setImmediate(r));
+  if (RATE > 0) {
+    const due = ((performance.now() - t0) * RATE) / 1000;
+    if (appended >= due) await new Promise((r) => setTimeout(r, 1));
+  } else if ((appended & 1023) === 0) await new Promise((r) => setImmediate(r));
 }
 await done;
 const secs = (performance.now() - t0) / 1000;
@@ -79,7 +85,7 @@ lat.sort((a, b) => a - b);
 const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))].toFixed(2);
 console.log(
   `durable encrypted appends: ${(N / secs).toFixed(0)} records/s, ${((N * PAYLOAD) / secs / 1e6).toFixed(1)} MB/s payload` +
-    ` (${N} x ${PAYLOAD} B, commit window ${COMMIT_MS} ms, window ${WINDOW}, ${secs.toFixed(2)} s)`,
+    ` (${N} x ${PAYLOAD} B, commit window ${COMMIT_MS} ms, window ${WINDOW}${RATE ? `, offered ${RATE}/s` : ''}, ${secs.toFixed(2)} s)`,
 );
 console.log(`append->durable latency ms: p50 ${pct(50)} p99 ${pct(99)} max ${lat[lat.length - 1].toFixed(2)}`);
 console.log(`process CPU: ${((cpu.user + cpu.system) / 1e6 / secs).toFixed(2)} cores (user ${(cpu.user / 1e6).toFixed(2)} s, system ${(cpu.system / 1e6).toFixed(2)} s); ${availableParallelism()} CPUs visible`);
