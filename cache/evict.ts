@@ -191,6 +191,8 @@ export class LossReporter {
   readonly #metrics: CollectorMetrics | undefined;
   readonly #onLoss: ((loss: Loss) => void) | undefined;
   readonly #incidents = new Map<LossReason, Incident>();
+  /** Losses held back while the cache opens (the caller cannot take them yet). */
+  #held: Loss[] | undefined = [];
 
   constructor(opts: { clock: Clock; logger: Logger; metrics?: CollectorMetrics; onLoss?: (loss: Loss) => void }) {
     this.#clock = opts.clock;
@@ -235,7 +237,18 @@ export class LossReporter {
     this.#tell(loss);
   }
 
+  /** Delivers the losses held back since construction, then delivers as they come. */
+  release(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const l of held) this.#tell(l);
+  }
+
   #tell(loss: Loss): void {
+    if (this.#held) {
+      this.#held.push(loss);
+      return;
+    }
     try {
       this.#onLoss?.(loss);
     } catch (err) {

@@ -19,7 +19,11 @@ export interface CacheOptions {
   clock?: Clock;
   logger?: Logger;
   metrics?: CollectorMetrics;
-  /** Called when records are dropped by policy or found corrupt, so the caller can emit a loss event. */
+  /**
+   * Called when records are dropped by policy or found corrupt, so the caller can emit a loss event.
+   * Losses found while opening (max_age after a long stop, a repaired database) arrive on the
+   * event-loop turn after open() resolves.
+   */
   onLoss?: (loss: Loss) => void;
   /** Told when writes start failing (with the error) and when they succeed again; `writable` has the current state. */
   onWritableChange?: (writable: boolean, error?: Error) => void;

@@ -79,6 +79,7 @@ export class EventCache {
     }
     cache.#startTimers();
     cache.#publish();
+    setImmediate(() => cache.#losses.release()); // after the caller's `await open()` continuation has wired its onLoss target
     return cache;
   }
 
