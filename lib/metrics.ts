@@ -12,6 +12,30 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 /** Distinct database label values kept before the rest are folded into "other". */
 export const MAX_DATABASE_LABELS = 64;
+/** Longer names are not real database names (PostgreSQL allows 63 bytes, MySQL 64): they are "other". */
+export const MAX_DATABASE_LABEL_BYTES = 64;
+
+/**
+ * `dbaudit_database_connections_errors_total` exactly as the brief shows it
+ * (no labels, present at 0 from the start), with the breakdown by reason in
+ * `dbaudit_database_connection_errors_by_reason_total{reason}`.
+ */
+export class ReasonCounter {
+  readonly total: client.Counter;
+  readonly byReason: client.Counter<'reason'>;
+  constructor(total: client.Counter, byReason: client.Counter<'reason'>) {
+    this.total = total;
+    this.byReason = byReason;
+  }
+  inc(labels: { reason: string }, value = 1): void {
+    this.total.inc(value);
+    this.byReason.inc(labels, value);
+  }
+  /** The by-reason values. */
+  get(): Promise<client.MetricObjectWithValues<client.MetricValue<'reason'>>> {
+    return this.byReason.get();
+  }
+}
 
 export class CollectorMetrics {
   readonly registry = new client.Registry();
@@ -26,10 +50,10 @@ export class CollectorMetrics {
   readonly cacheWriteErrors: client.Counter;
   readonly eventLag: client.Gauge;
   readonly apiRequests: client.Counter<'endpoint' | 'status'>;
-  readonly apiLatency: client.Histogram<'endpoint'>;
+  readonly apiLatency: client.Histogram;
   readonly dbConnectionsActive: client.Gauge;
   readonly dbConnectionsTotal: client.Counter;
-  readonly dbConnectionErrors: client.Counter<'reason'>;
+  readonly dbConnectionErrors: ReasonCounter;
   readonly anomalies: client.Counter<'protocol' | 'reason'>;
   readonly bytesForwarded: client.Counter<'direction'>;
   readonly limitRejections: client.Counter<'limit'>;
@@ -49,11 +73,15 @@ export class CollectorMetrics {
     this.cacheCorrupt = new client.Counter({ name: 'dbaudit_cache_corrupt_records_total', help: 'Cache records that could not be read or decrypted.', registers: r });
     this.cacheWriteErrors = new client.Counter({ name: 'dbaudit_cache_write_errors_total', help: 'Failed writes to the local cache.', registers: r });
     this.eventLag = new client.Gauge({ name: 'dbaudit_event_lag_seconds', help: 'Age of the oldest event not yet acknowledged by a gateway.', registers: r });
-    this.apiRequests = new client.Counter({ name: 'dbaudit_api_requests_total', help: 'Requests to the gateway API, by endpoint and HTTP-style status.', labelNames: ['endpoint', 'status'], registers: r });
-    this.apiLatency = new client.Histogram({ name: 'dbaudit_api_latency_seconds', help: 'Gateway API round-trip time.', labelNames: ['endpoint'], buckets: LATENCY_BUCKETS, registers: r });
+    this.apiRequests = new client.Counter({ name: 'dbaudit_api_requests_total', help: 'Requests to the gateway API (one per event batch or failed attempt), by endpoint and HTTP-style status.', labelNames: ['endpoint', 'status'], registers: r });
+    this.apiRequests.inc({ endpoint: 'events', status: '200' }, 0);
+    this.apiLatency = new client.Histogram({ name: 'dbaudit_api_latency_seconds', help: 'Gateway API round-trip time of an event batch (sent to acknowledged).', buckets: LATENCY_BUCKETS, registers: r });
     this.dbConnectionsActive = new client.Gauge({ name: 'dbaudit_database_connections_active', help: 'Client sessions currently proxied to the database.', registers: r });
     this.dbConnectionsTotal = new client.Counter({ name: 'dbaudit_database_connections_total', help: 'Client sessions accepted.', registers: r });
-    this.dbConnectionErrors = new client.Counter({ name: 'dbaudit_database_connections_errors_total', help: 'Failures connecting to or talking with the database.', labelNames: ['reason'], registers: r });
+    this.dbConnectionErrors = new ReasonCounter(
+      new client.Counter({ name: 'dbaudit_database_connections_errors_total', help: 'Failures connecting to or talking with the database.', registers: r }),
+      new client.Counter({ name: 'dbaudit_database_connection_errors_by_reason_total', help: 'Failures connecting to (connect) or talking with (io) the database, by reason.', labelNames: ['reason'], registers: r }),
+    );
     this.anomalies = new client.Counter({ name: 'dbaudit_protocol_anomalies_total', help: 'Wire traffic the decoder could not follow.', labelNames: ['protocol', 'reason'], registers: r });
     this.bytesForwarded = new client.Counter({ name: 'dbaudit_bytes_forwarded_total', help: 'Bytes forwarded, by direction.', labelNames: ['direction'], registers: r });
     this.limitRejections = new client.Counter({ name: 'dbaudit_limit_rejections_total', help: 'Connections or statements refused by a configured limit.', labelNames: ['limit'], registers: r });
@@ -63,6 +91,7 @@ export class CollectorMetrics {
   /** The `database` label for a database name: the first MAX_DATABASE_LABELS names as they are, then "other". */
   databaseLabel(name: string): string {
     if (this.#databases.has(name)) return name;
+    if (name.length > MAX_DATABASE_LABEL_BYTES || Buffer.byteLength(name) > MAX_DATABASE_LABEL_BYTES) return 'other';
     if (this.#databases.size >= MAX_DATABASE_LABELS) return 'other';
     this.#databases.add(name);
     return name;

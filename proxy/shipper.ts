@@ -162,7 +162,7 @@ export class Shipper {
     const seconds = (o.clock.now() - batch.sentAt) / 1000;
     this.#lastLatencyMs = seconds * 1000;
     o.metrics.apiRequests.inc({ endpoint: 'events', status: '200' });
-    o.metrics.apiLatency.observe({ endpoint: 'events' }, seconds);
+    o.metrics.apiLatency.observe(seconds);
     if (ack.rejected > 0) {
       o.logger.error({ rejected: ack.rejected, error: ack.error }, 'gateway rejected events as malformed; they are not retried');
     }
