@@ -1,7 +1,7 @@
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
-import { META_KEY, type Meta, RECORDS_END, encodeMeta, recordKey, runsOf, seqOfKey } from './record.js';
+import { META_KEY, type Meta, RECORDS_END, encodeMeta, quarantineKey, recordKey, runsOf, seqOfKey } from './record.js';
 import type { BatchOp, Rocks } from './rocks.js';
 import { readHeader } from './seal.js';
 
@@ -26,6 +26,8 @@ export interface Victim {
   bytes: number;
   /** Undefined when the header does not parse (a corrupt record). */
   timeMs: number | undefined;
+  /** Set to move the record to quarantine (sealed with a key not configured) instead of deleting it. */
+  quarantine?: Buffer;
 }
 
 /**
@@ -152,6 +154,7 @@ export function planRemoval(current: Meta, gone: readonly Victim[], advanceLow: 
   const meta = { ...current };
   const ops: BatchOp[] = gone.map((v) => ({ type: 'del', key: v.key }));
   for (const v of gone) {
+    if (v.quarantine) ops.push({ type: 'put', key: quarantineKey(v.seq), value: v.quarantine });
     meta.events--;
     meta.bytes -= v.bytes;
   }

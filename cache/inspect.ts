@@ -4,7 +4,7 @@ import { loadConfig } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { formatBytes } from '../lib/units.js';
 import { type Keyring, loadKeyring } from './keyring.js';
-import { EPOCH_KEY, META_KEY, type Meta, RECORDS_END, RECORDS_START, decodeMeta, epochFromBytes, epochToBytes, seqOfKey } from './record.js';
+import { EPOCH_KEY, META_KEY, type Meta, QUARANTINE_START, RECORDS_END, RECORDS_START, decodeMeta, epochFromBytes, epochToBytes, seqOfKey } from './record.js';
 import { Rocks } from './rocks.js';
 import { openRecord, readHeader } from './seal.js';
 
@@ -38,6 +38,8 @@ export interface InspectedRecord {
   decoded?: string;
   /** Why the record did not open: 'corrupt' (bad header or authentication), 'no-key' (key id not in the keyring). */
   error?: 'corrupt' | 'no-key';
+  /** Set aside by the cache because its key was not configured then. */
+  quarantined?: boolean;
 }
 
 export interface InspectResult {
@@ -61,6 +63,8 @@ export interface InspectResult {
   corrupt: number;
   /** Records sealed with a key not in the given keyring (only counted when a keyring is given). */
   noKey: number;
+  /** Records set aside because their key was not configured (not in `events`). */
+  quarantined: number;
   records?: InspectedRecord[];
 }
 
@@ -86,7 +90,7 @@ export async function inspectCache(opts: InspectOptions): Promise<InspectResult>
   } catch (err) {
     throw AuditError.from(err, ErrorCode.Cache, `cache ${dir}: cannot open read-only`);
   }
-  const res: InspectResult = { dir, events: 0, bytes: 0, diskBytes: 0, nowMs: opts.nowMs ?? Date.now(), keyIds: {}, corrupt: 0, noKey: 0 };
+  const res: InspectResult = { dir, events: 0, bytes: 0, diskBytes: 0, nowMs: opts.nowMs ?? Date.now(), keyIds: {}, corrupt: 0, noKey: 0, quarantined: 0 };
   try {
     const [metaBuf, epochBuf] = await db.getMany([META_KEY, EPOCH_KEY]);
     try {
@@ -103,23 +107,28 @@ export async function inspectCache(opts: InspectOptions): Promise<InspectResult>
     const epochBytes = res.epoch ? epochToBytes(res.epoch) : undefined;
     const limit = opts.limit ?? Infinity;
     if (opts.events) res.records = [];
-    await db.forEach({ gte: RECORDS_START, lt: RECORDS_END }, (key, value) => {
+    await db.forEach({ gte: QUARANTINE_START, lt: RECORDS_END }, (rawKey, value) => {
+      const quarantined = rawKey[0] === QUARANTINE_START[0];
+      const key = quarantined ? Buffer.concat([RECORDS_START, rawKey.subarray(1)]) : rawKey;
       const seq = seqOfKey(key);
       if (seq === undefined) return true;
       const bytes = key.length + value.length;
-      res.events++;
-      res.bytes += bytes;
-      res.firstSeq ??= seq;
-      res.lastSeq = seq;
+      if (quarantined) res.quarantined++;
+      else {
+        res.events++;
+        res.bytes += bytes;
+        res.firstSeq ??= seq;
+        res.lastSeq = seq;
+      }
       const h = readHeader(value);
-      const rec: InspectedRecord = { seq, bytes, timeMs: h?.timeMs, keyId: h?.keyId };
+      const rec: InspectedRecord = { seq, bytes, timeMs: h?.timeMs, keyId: h?.keyId, quarantined: quarantined || undefined };
       if (!h) {
         res.corrupt++;
         rec.error = 'corrupt';
       } else {
         res.keyIds[h.keyId] = (res.keyIds[h.keyId] ?? 0) + 1;
-        if (res.oldestTimeMs === undefined || h.timeMs < res.oldestTimeMs) res.oldestTimeMs = h.timeMs;
-        if (res.newestTimeMs === undefined || h.timeMs > res.newestTimeMs) res.newestTimeMs = h.timeMs;
+        if (!quarantined && (res.oldestTimeMs === undefined || h.timeMs < res.oldestTimeMs)) res.oldestTimeMs = h.timeMs;
+        if (!quarantined && (res.newestTimeMs === undefined || h.timeMs > res.newestTimeMs)) res.newestTimeMs = h.timeMs;
         if (opts.keyring) {
           if (!opts.keyring.has(h.keyId)) {
             res.noKey++;
@@ -179,9 +188,9 @@ export function formatInspect(r: InspectResult): string {
   } else lines.push('age range  -');
   const keys = Object.entries(r.keyIds).map(([id, n]) => `${id}: ${n}`);
   lines.push(`keys       ${keys.length ? keys.join(', ') : '-'}`);
-  lines.push(`corrupt    ${r.corrupt}${r.noKey ? `  no key for ${r.noKey}` : ''}`);
+  lines.push(`corrupt    ${r.corrupt}${r.noKey ? `  no key for ${r.noKey}` : ''}${r.quarantined ? `  quarantined (key was not configured) ${r.quarantined}` : ''}`);
   for (const rec of r.records ?? []) {
-    const head = `${rec.seq} ${iso(rec.timeMs)} key=${rec.keyId ?? '-'} ${rec.bytes}B`;
+    const head = `${rec.seq} ${iso(rec.timeMs)} key=${rec.keyId ?? '-'} ${rec.bytes}B${rec.quarantined ? ' quarantined' : ''}`;
     if (rec.error) lines.push(`${head} (${rec.error === 'no-key' ? 'sealed with a key not given' : 'corrupt'})`);
     else if (rec.decoded !== undefined) lines.push(`${head} ${rec.decoded}`);
     else if (rec.payload) lines.push(`${head} ${Buffer.from(rec.payload).toString('base64')}`);

@@ -4,6 +4,9 @@ import { AuditError, ErrorCode } from '../lib/errors.js';
  * RocksDB key space of the cache (one cache per directory):
  *   'e'                  the epoch, 16 bytes (written once, when the cache is created)
  *   'm'                  meta record, JSON, rewritten in every batch that changes records
+ *   'q' + u64 BE seq     a sealed event set aside: its key id is not configured (rotation
+ *                        without the old key as a read key); out of the queue and the counters,
+ *                        kept so that it can still be read once the key is given
  *   'r' + u64 BE seq     one sealed event (see seal.ts)
  * Keys carry no event bytes: only the fixed prefixes and the sequence number.
  * @internal
@@ -15,6 +18,15 @@ export const RECORD_KEY_BYTES = 9;
 /** Just past every record key. */
 export const RECORDS_END = Buffer.from('s');
 export const RECORDS_START = Buffer.from('r');
+
+const QUARANTINE_PREFIX = 0x71; // 'q'
+export const QUARANTINE_START = Buffer.from('q');
+
+export function quarantineKey(seq: bigint): Buffer {
+  const k = recordKey(seq);
+  k[0] = QUARANTINE_PREFIX;
+  return k;
+}
 
 export function recordKey(seq: bigint): Buffer {
   const k = Buffer.allocUnsafe(RECORD_KEY_BYTES);

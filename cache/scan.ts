@@ -2,7 +2,7 @@ import type { Victim } from './evict.js';
 import type { Keyring } from './keyring.js';
 import { RECORDS_END, recordKey, seqOfKey } from './record.js';
 import type { Rocks } from './rocks.js';
-import { openRecord } from './seal.js';
+import { openRecord, readHeader } from './seal.js';
 import type { CachedRecord, ScanOptions } from './types.js';
 
 /** Corrupt records handed to `dropCorrupt` at a time. */
@@ -11,8 +11,9 @@ const CORRUPT_BATCH = 1000;
 /**
  * Reads up to `opts.limit` records in (afterSeq, beforeSeq) in the asked
  * order, decrypting each; records that do not open are collected and handed
- * to `dropCorrupt` (at most CORRUPT_BATCH at a time), and the walk goes on
- * past them. @internal
+ * to `dropCorrupt` (at most CORRUPT_BATCH at a time; those sealed with a key
+ * id the keyring lacks marked for quarantine), and the walk goes on past
+ * them. @internal
  */
 export async function scanRecords(
   db: () => Rocks,
@@ -38,7 +39,9 @@ export async function scanRecords(
         const r = openRecord(keyring, epoch, key, value);
         out.push({ seq, timeMs: r.timeMs, payload: r.payload, bytes: key.length + value.length });
       } catch {
-        corrupt.push({ seq, key, bytes: key.length + value.length, timeMs: undefined });
+        const h = readHeader(value);
+        const unknownKey = h !== undefined && !keyring.has(h.keyId);
+        corrupt.push({ seq, key, bytes: key.length + value.length, timeMs: undefined, quarantine: unknownKey ? value : undefined });
       }
       return out.length < opts.limit && corrupt.length < CORRUPT_BATCH;
     });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CollectorMetrics } from '../lib/metrics.js';
+import { inspectCache } from './inspect.js';
 import { Keyring } from './keyring.js';
 import { recordKey } from './record.js';
 import { Rocks } from './rocks.js';
@@ -76,13 +77,23 @@ describe('cache encryption end to end', () => {
     const id1 = new Keyring(k1).writeKeyId!;
     const id2 = new Keyring(k2).writeKeyId!;
     assert.deepEqual(ids, [id1, id1, id1, id2, id2]);
-    // without the old key, the old records are undecryptable: skipped, counted, reported, the rest still read
+    // without the old key, the old records are undecryptable: skipped, counted, reported, the rest still read;
+    // they are quarantined, not deleted, so that the forgotten key can still read them
     const metrics = new CollectorMetrics({ defaultMetrics: false });
     const c = await openTest(d, { keyring: new Keyring(k2), clock: a.clock, metrics });
     assert.deepEqual((await c.cache.scan({ order: 'oldest_first', limit: 10 })).map((r) => Number(r.seq)), [4, 5]);
     assert.deepEqual(c.losses, [{ fromSeq: 1n, toSeq: 3n, count: 3, reason: 'corrupt' }]);
     assert.equal(c.cache.stats().events, 2);
+    assert.deepEqual((await c.cache.scan({ order: 'oldest_first', limit: 10 })).map((r) => Number(r.seq)), [4, 5]);
+    assert.equal(c.losses.length, 1);
     await c.cache.close();
+    const seen = await inspectCache({ dir: d, keyring: new Keyring(k2, [k1]), events: true });
+    assert.equal(seen.quarantined, 3);
+    assert.equal(seen.events, 2);
+    assert.deepEqual(
+      seen.records!.map((r) => [Number(r.seq), r.quarantined ?? false, Buffer.from(r.payload!).equals(payloadOf(r.seq))]),
+      [[1, true, true], [2, true, true], [3, true, true], [4, false, true], [5, false, true]],
+    );
   });
 
   test('tampered records (flipped byte, swapped values, moved record) are counted corrupt, skipped and deleted; the rest read', async () => {

@@ -361,6 +361,8 @@ export class EventCache {
   async #dropCorrupt(list: Victim[]): Promise<void> {
     try {
       await this.#remove(this.#requireDb(), list);
+      const q = list.filter((v) => v.quarantine).length;
+      if (q) this.#log.error({ count: q }, 'cache records sealed with a key not configured: quarantined; add the key to read_key_files to read them');
       this.#losses.report('corrupt', list.map((v) => v.seq).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
     } catch (err) {
       this.#log.error({ err, count: list.length }, 'cache could not delete corrupt records; they will be skipped again');
