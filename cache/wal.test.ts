@@ -145,6 +145,32 @@ describe('EventCache basics', () => {
     await b.cache.close();
   });
 
+  test('appends, scans and acks running together keep the counters exact', async () => {
+    const { cache, clock } = await openTest(dir(), { commitIntervalMs: 1 });
+    let acked = 0;
+    let stop = false;
+    const shipper = (async () => {
+      while (!stop || cache.stats().events > 0) {
+        const page = await cache.scan({ order: 'oldest_first', limit: 37 });
+        if (page.length) {
+          await cache.ack(page.map((r) => r.seq));
+          acked += page.length;
+        } else await new Promise((r) => setTimeout(r, 1));
+      }
+    })();
+    for (let i = 0; i < 2000; i++) {
+      const s = cache.reserveSeq();
+      cache.append(s, payloadOf(s), clock.now());
+      if (i % 100 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await cache.flush();
+    stop = true;
+    await shipper;
+    assert.equal(acked, 2000);
+    assert.deepEqual([cache.stats().events, cache.stats().bytes, cache.durableSeq], [0, 0, 2000n]);
+    await cache.close();
+  });
+
   test('append after close reports Closed through whenDurable, never throws', async () => {
     const { cache, clock } = await openTest(dir());
     await cache.close();
