@@ -35,6 +35,7 @@ export class ProxyListener {
   #upstreamCa: Buffer | undefined;
   #address = '';
   #accepting = true;
+  #upstreamOpen = 0;
 
   constructor(deps: ListenerDeps) {
     this.#deps = deps;
@@ -91,6 +92,11 @@ export class ProxyListener {
     return this.#connections.size;
   }
 
+  /** Sessions whose database connection is open now (/health/detailed `connected`). */
+  get upstreamCount(): number {
+    return this.#upstreamOpen;
+  }
+
   #accept(socket: net.Socket): void {
     const d = this.#deps;
     const c = d.config.collector;
@@ -118,7 +124,7 @@ export class ProxyListener {
       serverTls: this.#serverContext !== undefined,
       upstreamTlsMode: c.upstream_tls.mode,
       upgradeClient: (s, leftover) => this.#upgradeClient(s, leftover),
-      connectUpstream: () => connectTcp(upstream.host, upstream.port),
+      connectUpstream: () => connectTcp(upstream.host, upstream.port).then((s) => (this.#upstreamOpen++, s.once('close', () => this.#upstreamOpen--))),
       upgradeServer: (s) => this.#upgradeServer(s, upstream.host),
       onClose: (cn) => {
         if (this.#connections.delete(cn)) d.metrics.dbConnectionsActive.dec();
