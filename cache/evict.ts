@@ -1,7 +1,6 @@
-import type { Clock } from '../lib/clock.js';
-import type { Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
-import { META_KEY, type Meta, RECORDS_END, encodeMeta, quarantineKey, recordKey, runsOf, seqOfKey } from './record.js';
+import { type Loss, lossesOf } from './losses.js';
+import { META_KEY, type Meta, RECORDS_END, encodeMeta, quarantineKey, recordKey, seqOfKey } from './record.js';
 import type { BatchOp, Rocks } from './rocks.js';
 import { readHeader } from './seal.js';
 
@@ -11,13 +10,7 @@ import { readHeader } from './seal.js';
  * @internal
  */
 
-export type LossReason = 'size' | 'age' | 'corrupt';
-export interface Loss {
-  fromSeq: bigint;
-  toSeq: bigint;
-  count: number;
-  reason: LossReason;
-}
+export type { Loss, LossReason } from './losses.js';
 
 export interface Victim {
   seq: bigint;
@@ -55,6 +48,8 @@ export interface CommitPlan<T> {
   keep: T[];
   /** Seqs gone for max_size: durable records evicted, then batch records never written; ascending. */
   lost: bigint[];
+  /** The same as losses, also in `meta.unreported`. */
+  losses: Loss[];
 }
 
 /**
@@ -63,7 +58,13 @@ export interface CommitPlan<T> {
  * atomic write. If evicting every record is not enough, the oldest records
  * of the batch itself are not written.
  */
-export async function planCommit<T extends { seq: bigint; key: Buffer; value: Buffer }>(db: Rocks, current: Meta, batch: T[], maxBytes: number): Promise<CommitPlan<T>> {
+export async function planCommit<T extends { seq: bigint; key: Buffer; value: Buffer }>(
+  db: Rocks,
+  current: Meta,
+  batch: T[],
+  maxBytes: number,
+  undelivered: Loss[],
+): Promise<CommitPlan<T>> {
   const meta = { ...current };
   let add = 0;
   for (const p of batch) add += p.key.length + p.value.length;
@@ -104,10 +105,12 @@ export async function planCommit<T extends { seq: bigint; key: Buffer; value: Bu
     if (p.seq < meta.lowSeq) meta.lowSeq = p.seq;
   }
   for (const p of batch) if (p.seq > meta.lastSeq) meta.lastSeq = p.seq;
+  lost.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const losses = lossesOf('size', lost);
+  meta.unreported = [...undelivered, ...losses];
   meta.commit++;
   ops.push({ type: 'put', key: META_KEY, value: encodeMeta(meta) });
-  lost.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return { ops, meta, keep, lost };
+  return { ops, meta, keep, lost, losses };
 }
 
 /** The records among `seqs` that exist, ascending, with their sizes (for ack: unknown seqs are ignored). */
@@ -132,17 +135,18 @@ export async function expireOlderThan(
   db: () => Rocks,
   lowSeq: () => bigint,
   cutoff: number,
-  remove: (db: Rocks, victims: Victim[]) => Promise<void>,
-  losses: LossReporter,
+  remove: (db: Rocks, victims: Victim[], losses: Loss[]) => Promise<void>,
 ): Promise<number> {
   let total = 0;
   for (;;) {
     const d = db();
     const victims = await oldestRecords(d, lowSeq(), EXPIRE_BATCH, (v) => v.timeMs !== undefined && v.timeMs >= cutoff);
     if (victims.length === 0) break;
-    await remove(d, victims);
-    losses.report('age', victims.filter((v) => v.timeMs !== undefined).map((v) => v.seq));
-    losses.report('corrupt', victims.filter((v) => v.timeMs === undefined).map((v) => v.seq));
+    const losses = [
+      ...lossesOf('age', victims.filter((v) => v.timeMs !== undefined).map((v) => v.seq)),
+      ...lossesOf('corrupt', victims.filter((v) => v.timeMs === undefined).map((v) => v.seq)),
+    ];
+    await remove(d, victims, losses);
     total += victims.length;
     if (victims.length < EXPIRE_BATCH) break;
   }
@@ -150,7 +154,7 @@ export async function expireOlderThan(
 }
 
 /** Deletes of `gone` (all present) and the meta record that counts them out, for one atomic write. */
-export function planRemoval(current: Meta, gone: readonly Victim[], advanceLow: boolean): { meta: Meta; ops: BatchOp[] } {
+export function planRemoval(current: Meta, gone: readonly Victim[], advanceLow: boolean, unreported: Loss[]): { meta: Meta; ops: BatchOp[] } {
   const meta = { ...current };
   const ops: BatchOp[] = gone.map((v) => ({ type: 'del', key: v.key }));
   for (const v of gone) {
@@ -161,6 +165,7 @@ export function planRemoval(current: Meta, gone: readonly Victim[], advanceLow: 
   meta.events = Math.max(0, meta.events);
   meta.bytes = Math.max(0, meta.bytes);
   if (advanceLow && gone.length) meta.lowSeq = gone[gone.length - 1].seq + 1n;
+  meta.unreported = unreported;
   meta.commit++;
   ops.push({ type: 'put', key: META_KEY, value: encodeMeta(meta) });
   return { meta, ops };
@@ -173,99 +178,4 @@ export function publishGauges(m: CollectorMetrics, meta: Meta, maxBytes: number,
   m.cacheMaxBytes.set(maxBytes);
   m.cacheSyncPending.set(meta.events + unsynced);
   m.eventLag.set(Math.max(0, oldestAgeMs) / 1000);
-}
-
-/** Logs a drop incident once when it starts, at most once a minute while it lasts, and once when it ends. */
-const SUMMARY_EVERY_MS = 60_000;
-const QUIET_AFTER_MS = 1_000;
-
-interface Incident {
-  startMs: number;
-  lastDropMs: number;
-  lastLogMs: number;
-  count: number;
-  fromSeq: bigint;
-  toSeq: bigint;
-}
-
-export class LossReporter {
-  readonly #clock: Clock;
-  readonly #log: Logger;
-  readonly #metrics: CollectorMetrics | undefined;
-  readonly #onLoss: ((loss: Loss) => void) | undefined;
-  readonly #incidents = new Map<LossReason, Incident>();
-  /** Losses held back while the cache opens (the caller cannot take them yet). */
-  #held: Loss[] | undefined = [];
-
-  constructor(opts: { clock: Clock; logger: Logger; metrics?: CollectorMetrics; onLoss?: (loss: Loss) => void }) {
-    this.#clock = opts.clock;
-    this.#log = opts.logger;
-    this.#metrics = opts.metrics;
-    this.#onLoss = opts.onLoss;
-  }
-
-  /** Records that `seqs` (ascending) are gone for `reason`; call only once the removal is durable. */
-  report(reason: LossReason, seqs: readonly bigint[]): void {
-    if (seqs.length === 0) return;
-    if (reason === 'corrupt') this.#metrics?.cacheCorrupt.inc(seqs.length);
-    else this.#metrics?.cacheDropped.inc({ reason }, seqs.length);
-    const now = this.#clock.now();
-    const first = seqs[0];
-    const last = seqs[seqs.length - 1];
-    let inc = this.#incidents.get(reason);
-    if (!inc) {
-      inc = { startMs: now, lastDropMs: now, lastLogMs: now, count: seqs.length, fromSeq: first, toSeq: last };
-      this.#incidents.set(reason, inc);
-      this.#log[reason === 'corrupt' ? 'error' : 'warn'](
-        { reason, count: seqs.length, fromSeq: String(first), toSeq: String(last) },
-        reason === 'corrupt' ? 'cache records corrupt or undecryptable: skipped and deleted' : `cache dropping oldest events (${reason === 'size' ? 'max_size' : 'max_age'})`,
-      );
-    } else {
-      inc.count += seqs.length;
-      inc.lastDropMs = now;
-      if (first < inc.fromSeq) inc.fromSeq = first;
-      if (last > inc.toSeq) inc.toSeq = last;
-      if (now - inc.lastLogMs >= SUMMARY_EVERY_MS) {
-        inc.lastLogMs = now;
-        this.#log.warn({ reason, count: inc.count, fromSeq: String(inc.fromSeq), toSeq: String(inc.toSeq), sinceMs: inc.startMs }, 'cache drop incident continues');
-      }
-    }
-    for (const r of runsOf(seqs)) this.#tell({ ...r, reason });
-  }
-
-  /** A loss known only by its span and count (records lost in a repaired database). */
-  reportSpan(loss: Loss): void {
-    this.#metrics?.cacheCorrupt.inc(loss.count);
-    this.#log.error({ reason: loss.reason, count: loss.count, fromSeq: String(loss.fromSeq), toSeq: String(loss.toSeq) }, 'cache records lost to corruption');
-    this.#tell(loss);
-  }
-
-  /** Delivers the losses held back since construction, then delivers as they come. */
-  release(): void {
-    const held = this.#held ?? [];
-    this.#held = undefined;
-    for (const l of held) this.#tell(l);
-  }
-
-  #tell(loss: Loss): void {
-    if (this.#held) {
-      this.#held.push(loss);
-      return;
-    }
-    try {
-      this.#onLoss?.(loss);
-    } catch (err) {
-      this.#log.error({ err }, 'cache onLoss callback threw');
-    }
-  }
-
-  /** A pass that dropped nothing for `reason`: ends an incident that has been quiet long enough. */
-  quiet(reason: LossReason): void {
-    const inc = this.#incidents.get(reason);
-    if (!inc) return;
-    const now = this.#clock.now();
-    if (now - inc.lastDropMs < QUIET_AFTER_MS) return;
-    this.#incidents.delete(reason);
-    this.#log.info({ reason, count: inc.count, fromSeq: String(inc.fromSeq), toSeq: String(inc.toSeq), durationMs: inc.lastDropMs - inc.startMs }, 'cache drop incident ended');
-  }
 }

@@ -6,10 +6,11 @@ import { uuidv7 } from '../lib/uuid.js';
 import { EPOCH_KEY, META_KEY, type Meta, RECORDS_END, RECORDS_START, decodeMeta, encodeMeta, epochFromBytes, epochToBytes, recordKey, seqOfKey } from './record.js';
 import { type OpenOptions, Rocks, isCorruption } from './rocks.js';
 import type { CacheOptions } from './types.js';
+import type { Loss } from './losses.js';
 import { readHeader } from './seal.js';
 
 type State = { meta: Meta; oldest?: Edge; newest?: Edge };
-type Lost = { fromSeq: bigint; toSeq: bigint; count: number };
+type Lost = Loss;
 
 /**
  * Checks the options, opens (creating if needed) the cache's database and
@@ -95,7 +96,7 @@ export async function loadState(db: Rocks, clock: Clock, log: Logger): Promise<S
     } catch {
       epoch = undefined;
     }
-    const m: Meta = { epoch: epoch ?? uuidv7(clock.now()), createdMs: clock.now(), lastSeq: 0n, lowSeq: 1n, events: 0, bytes: 0, commit: 0 };
+    const m: Meta = { epoch: epoch ?? uuidv7(clock.now()), createdMs: clock.now(), lastSeq: 0n, lowSeq: 1n, events: 0, bytes: 0, commit: 0, unreported: [] };
     let first: bigint | undefined;
     await db.forEach({ gte: RECORDS_START, lt: RECORDS_END }, (key, value) => {
       const seq = seqOfKey(key);
@@ -133,6 +134,7 @@ export async function loadState(db: Rocks, clock: Clock, log: Logger): Promise<S
  * @internal
  */
 export async function repairDatabase(path: string, opts: OpenOptions, before: Meta, log: Logger): Promise<{ db: Rocks; meta: Meta; lost?: Lost }> {
+  // `before.unreported` must hold only what is still undelivered; the span lost here joins it.
   await Rocks.repair(path);
   const db = await Rocks.open(path, opts);
   const meta: Meta = { ...before, events: 0, bytes: 0, commit: before.commit + 1 };
@@ -155,6 +157,9 @@ export async function repairDatabase(path: string, opts: OpenOptions, before: Me
     return true;
   });
   hole(next, before.lastSeq);
+  const count = before.events - meta.events;
+  const lost = count > 0 && holeFrom !== undefined ? { fromSeq: holeFrom, toSeq: holeTo!, count, reason: 'corrupt' as const } : undefined;
+  if (lost) meta.unreported = [...before.unreported, lost];
   await db.write(
     [
       { type: 'put', key: EPOCH_KEY, value: epochToBytes(meta.epoch) },
@@ -162,7 +167,6 @@ export async function repairDatabase(path: string, opts: OpenOptions, before: Me
     ],
     true,
   );
-  const count = before.events - meta.events;
   log.error({ path, lost: count, events: meta.events }, 'cache database repaired after corruption; unreadable files moved to lost/');
-  return { db, meta, lost: count > 0 && holeFrom !== undefined ? { fromSeq: holeFrom, toSeq: holeTo!, count } : undefined };
+  return { db, meta, lost };
 }

@@ -1,4 +1,5 @@
 import { AuditError, ErrorCode } from '../lib/errors.js';
+import type { Loss, LossReason } from './losses.js';
 
 /**
  * RocksDB key space of the cache (one cache per directory):
@@ -68,11 +69,23 @@ export interface Meta {
   bytes: number;
   /** Number of batches committed; tells after a failed write whether it landed. */
   commit: number;
+  /** Losses written with the removal that caused them and not yet handed to onLoss. */
+  unreported: Loss[];
 }
 
 export function encodeMeta(m: Meta): Buffer {
   return Buffer.from(
-    JSON.stringify({ v: 1, epoch: m.epoch, createdMs: m.createdMs, lastSeq: String(m.lastSeq), lowSeq: String(m.lowSeq), events: m.events, bytes: m.bytes, commit: m.commit }),
+    JSON.stringify({
+      v: 1,
+      epoch: m.epoch,
+      createdMs: m.createdMs,
+      lastSeq: String(m.lastSeq),
+      lowSeq: String(m.lowSeq),
+      events: m.events,
+      bytes: m.bytes,
+      commit: m.commit,
+      unreported: m.unreported.map((l) => [String(l.fromSeq), String(l.toSeq), l.count, l.reason]),
+    }),
   );
 }
 
@@ -94,7 +107,15 @@ export function decodeMeta(b: Uint8Array): Meta {
     return BigInt(v);
   };
   if (o.v !== 1 || typeof o.epoch !== 'string') throw new AuditError(ErrorCode.CacheCorrupt, 'cache meta record: unknown version');
-  return { epoch: o.epoch, createdMs: num('createdMs'), lastSeq: big('lastSeq'), lowSeq: big('lowSeq'), events: num('events'), bytes: num('bytes'), commit: num('commit') };
+  const unreported: Loss[] = [];
+  for (const u of Array.isArray(o.unreported) ? (o.unreported as unknown[]) : []) {
+    if (!Array.isArray(u) || u.length !== 4) continue;
+    const [f, t, c, r] = u as unknown[];
+    if (typeof f === 'string' && /^\d{1,20}$/.test(f) && typeof t === 'string' && /^\d{1,20}$/.test(t) && typeof c === 'number' && (r === 'size' || r === 'age' || r === 'corrupt')) {
+      unreported.push({ fromSeq: BigInt(f), toSeq: BigInt(t), count: c, reason: r as LossReason });
+    }
+  }
+  return { epoch: o.epoch, createdMs: num('createdMs'), lastSeq: big('lastSeq'), lowSeq: big('lowSeq'), events: num('events'), bytes: num('bytes'), commit: num('commit'), unreported };
 }
 
 /** Splits ascending seqs into maximal runs of consecutive numbers. */

@@ -84,3 +84,21 @@ export class Tickets {
     }
   }
 }
+
+/**
+ * One unref'd timer for the cache: `publish` every second (event lag moves
+ * with the clock), `expire` every `expireEveryMs` (default max_age/10 within
+ * 100 ms..60 s) when max_age is set. @internal
+ */
+export function startTicker(maxAgeMs: number, expireEveryMs: number | undefined, publish: () => void, expire: () => void): NodeJS.Timeout {
+  const every = maxAgeMs > 0 ? (expireEveryMs ?? Math.min(60_000, Math.max(100, Math.floor(maxAgeMs / 10)))) : Infinity;
+  let next = Date.now() + every;
+  const t = setInterval(() => {
+    publish();
+    if (Date.now() < next) return;
+    next = Date.now() + every;
+    expire();
+  }, Math.min(1000, every));
+  t.unref();
+  return t;
+}

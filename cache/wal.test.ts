@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { cpSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { CollectorMetrics } from '../lib/metrics.js';
@@ -137,7 +139,6 @@ describe('EventCache basics', () => {
     const a = await openTest(d);
     await appendN(a.cache, 3, a.clock.now());
     await a.cache.close();
-    const { rmSync } = await import('node:fs');
     rmSync(d, { recursive: true, force: true });
     const b = await openTest(d, { keyring: a.opts.keyring });
     assert.notEqual(b.cache.epoch, a.cache.epoch);
@@ -199,6 +200,32 @@ describe('EventCache bounds', () => {
     assert.equal(await gauge(metrics, 'dbaudit_cache_max_bytes'), 10 * rec());
     assert.equal(await gauge(metrics, 'dbaudit_cache_size_bytes'), 10 * rec());
     await cache.close();
+  });
+
+  test('a loss is persisted with the eviction: a crash before it is reported delivers it at the next open, a clean close does not', async () => {
+    const d = dir();
+    const a = await openTest(d, { maxBytes: 4 * rec() });
+    await appendN(a.cache, 6, a.clock.now()); // 1, 2 evicted in the batch that wrote 5, 6 (or dropped from it)
+    await new Promise((r) => setImmediate(r));
+    assert.equal(a.losses.reduce((n, l) => n + l.count, 0), 2);
+    // the state on disk right now is what a kill -9 would leave: delivered, but no later batch has said so
+    const image = dir();
+    cpSync(d, image, { recursive: true });
+    rmSync(join(image, 'LOCK'));
+    const crashed = await openTest(image, { keyring: a.opts.keyring, clock: a.clock, maxBytes: 4 * rec() });
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(crashed.losses, a.losses);
+    await crashed.cache.close();
+    // delivered once after that restart: not again
+    const again = await openTest(image, { keyring: a.opts.keyring, clock: a.clock, maxBytes: 4 * rec() });
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(again.losses, []);
+    await again.cache.close();
+    await a.cache.close();
+    const b = await openTest(d, { keyring: a.opts.keyring, clock: a.clock, maxBytes: 4 * rec() });
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(b.losses, []);
+    await b.cache.close();
   });
 
   test('max_size: a batch bigger than the whole cache keeps only its newest records', async () => {

@@ -1,17 +1,18 @@
 import { type Clock, systemClock } from '../lib/clock.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { type Logger, silentLogger } from '../lib/log.js';
-import { type CommitPlan, LossReporter, expireOlderThan, planCommit, planRemoval, presentRecords, publishGauges, type Victim } from './evict.js';
+import { type CommitPlan, expireOlderThan, planCommit, planRemoval, presentRecords, publishGauges, type Victim } from './evict.js';
+import { type Loss, LossReporter, lossesOf } from './losses.js';
 import { loadState, openDatabase, peekEdge, repairDatabase, type Edge } from './load.js';
 import { META_KEY, type Meta, encodeMeta, epochToBytes, recordKey } from './record.js';
 import { Rocks, isCorruption } from './rocks.js';
 import { type Pending, PendingQueue } from './pending.js';
 import { scanRecords } from './scan.js';
 import { sealRecord } from './seal.js';
-import { Tickets } from './tickets.js';
+import { Tickets, startTicker } from './tickets.js';
 import type { CacheOptions, CachedRecord, CacheStats, ScanOptions } from './types.js';
 
-export type { Loss, LossReason } from './evict.js';
+export type { Loss, LossReason } from './losses.js';
 export type { CacheOptions, CachedRecord, CacheStats, ScanOptions } from './types.js';
 
 /**
@@ -43,7 +44,7 @@ export class EventCache {
   #tickTimer: NodeJS.Timeout | undefined;
   #failures = 0;
   /** The batch at the front of #pending whose write failed: did it land after all? */
-  #failed: { commit: number; count: number; evicted: bigint[] } | undefined;
+  #failed: { commit: number; count: number; evicted: bigint[]; losses: Loss[] } | undefined;
   #writable = true;
   #lastError: string | undefined;
   #closed = false;
@@ -70,14 +71,17 @@ export class EventCache {
     const { db, st, lost } = await openDatabase(opts, opts.clock ?? systemClock, log);
     const cache = new EventCache(opts, db, st.meta, st.oldest, st.newest);
     log.info({ path: opts.path, epoch: st.meta.epoch, events: st.meta.events, bytes: st.meta.bytes, lastSeq: String(st.meta.lastSeq) }, 'cache opened');
-    if (lost) cache.#losses.reportSpan({ ...lost, reason: 'corrupt' });
+    cache.#losses.redeliver(lost ? st.meta.unreported.filter((l) => l !== lost) : st.meta.unreported);
+    if (lost) cache.#losses.report([lost]);
     try {
       await cache.expire();
     } catch (err) {
       await db.close().catch(() => undefined);
       throw AuditError.from(err, ErrorCode.Cache, `cache ${opts.path}: cannot load`);
     }
-    cache.#startTimers();
+    cache.#tickTimer = startTicker(opts.maxAgeMs, opts.expireIntervalMs, () => cache.#publish(), () => {
+      cache.expire().catch((err: unknown) => log.warn({ err }, 'cache expiry pass failed'));
+    });
     cache.#publish();
     setImmediate(() => cache.#losses.release()); // after the caller's `await open()` continuation has wired its onLoss target
     return cache;
@@ -151,8 +155,8 @@ export class EventCache {
     return this.#run(async () => {
       const maxAge = this.#opts.maxAgeMs;
       if (!(maxAge > 0) || this.#closed) return 0;
-      const remove = (db: Rocks, victims: Victim[]) => this.#remove(db, victims, true);
-      const total = await expireOlderThan(() => this.#requireDb(), () => this.#meta.lowSeq, this.#clock.now() - maxAge, remove, this.#losses);
+      const remove = (db: Rocks, victims: Victim[], losses: Loss[]) => this.#remove(db, victims, true, losses);
+      const total = await expireOlderThan(() => this.#requireDb(), () => this.#meta.lowSeq, this.#clock.now() - maxAge, remove);
       if (total === 0) this.#losses.quiet('age');
       this.#publish();
       return total;
@@ -185,6 +189,10 @@ export class EventCache {
       await this.#run(async () => {
         const db = this.#db;
         this.#db = undefined;
+        const unreported = this.#losses.undelivered(this.#meta.unreported);
+        if (db && this.#writable && unreported.length < this.#meta.unreported.length) {
+          await db.write(planRemoval(this.#meta, [], false, unreported).ops, true).catch(() => undefined); // delivered: not again after restart
+        }
         await db?.close();
       });
       if (failure !== undefined) throw AuditError.from(failure, ErrorCode.Cache, `cache closed with ${lost} records not durable`);
@@ -235,11 +243,11 @@ export class EventCache {
     try {
       const db = this.#db;
       if (!db || this.#dbReadOnly) throw new AuditError(ErrorCode.Cache, 'cache database is not open for writing');
-      plan = await planCommit(db, this.#meta, batch, this.#opts.maxBytes);
+      plan = await planCommit(db, this.#meta, batch, this.#opts.maxBytes, this.#losses.undelivered(this.#meta.unreported));
       await db.write(plan.ops, true);
     } catch (err) {
       this.#pending.settle(batch, true);
-      this.#failed = { commit: commitNo, count: batch.length, evicted: plan?.lost ?? [] };
+      this.#failed = { commit: commitNo, count: batch.length, evicted: plan?.lost ?? [], losses: plan?.losses ?? [] };
       this.#writeFailed(err);
       return false;
     }
@@ -248,17 +256,17 @@ export class EventCache {
     this.#meta = meta;
     if (plan.lost.length) this.#oldest = await peekEdge(this.#db!, meta.lowSeq, false).catch(() => undefined);
     if (!this.#oldest && keep.length) this.#oldest = { seq: keep[0].seq, timeMs: keep[0].timeMs };
-    this.#durable(batch, keep, plan.lost);
+    this.#durable(batch, keep, plan.losses);
     this.#publish();
     return true;
   }
 
-  #durable(batch: Pending[], kept: Pending[], evicted: bigint[]): void {
+  #durable(batch: Pending[], kept: Pending[], losses: Loss[]): void {
     const last = kept[kept.length - 1];
     if (last && (!this.#newest || last.seq >= this.#newest.seq)) this.#newest = { seq: last.seq, timeMs: last.timeMs };
     this.#markWritable();
     this.#tickets.markDurable(batch[batch.length - 1].ticket);
-    if (evicted.length) this.#losses.report('size', evicted); // ascending (planCommit)
+    if (losses.length) this.#losses.report(losses);
     else this.#losses.quiet('size');
   }
 
@@ -308,16 +316,14 @@ export class EventCache {
         const db = opened.db!;
         const st = await loadState(db, this.#clock, this.#log);
         const f = this.#failed;
-        if (f && st.meta.commit >= f.commit) {
-          const landed = this.#pending.shift(f.count);
-          const evicted = new Set(f.evicted);
-          this.#durable(landed, landed.filter((p) => !evicted.has(p.seq)), f.evicted);
-        }
+        const landed = f && st.meta.commit >= f.commit ? this.#pending.shift(f.count) : [];
+        if (f && landed.length) this.#durable(landed, landed.filter((p) => !f.evicted.includes(p.seq)), f.losses);
         this.#failed = undefined;
-        this.#meta = st.meta;
+        // the same losses as on disk, as the objects this process delivered (or not yet)
+        this.#meta = { ...st.meta, unreported: this.#losses.undelivered([...this.#meta.unreported, ...(landed.length ? f!.losses : [])]) };
         this.#oldest = st.oldest;
         this.#newest = st.newest;
-        await db.write([{ type: 'put', key: META_KEY, value: encodeMeta(st.meta) }], true);
+        await db.write([{ type: 'put', key: META_KEY, value: encodeMeta(this.#meta) }], true);
         this.#markWritable();
         return true;
       } catch (err) {
@@ -333,19 +339,19 @@ export class EventCache {
     this.#log.error({ err }, 'cache database corrupt: repairing');
     await this.#db?.close().catch(() => undefined);
     this.#db = undefined;
-    const r = await repairDatabase(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize }, this.#meta, this.#log);
+    const r = await repairDatabase(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize }, { ...this.#meta, unreported: this.#losses.undelivered(this.#meta.unreported) }, this.#log);
     this.#db = r.db;
     this.#meta = r.meta;
     this.#oldest = await peekEdge(r.db, r.meta.lowSeq, false);
-    if (r.lost) this.#losses.reportSpan({ ...r.lost, reason: 'corrupt' });
+    if (r.lost) this.#losses.report([r.lost]);
   }
 
   /** Deletes `gone` (all present) durably and updates the counters. */
-  async #remove(db: Rocks, gone: Victim[], advanceLow = false): Promise<void> {
+  async #remove(db: Rocks, gone: Victim[], advanceLow = false, losses: Loss[] = []): Promise<void> {
     if (gone.length === 0) return;
     // While a failed batch awaits its verdict, its commit number must stay unused.
     if (this.#failed || !this.#writable) throw new AuditError(ErrorCode.Cache, `cache is not writable: ${this.#lastError ?? 'recovering'}`);
-    const { meta, ops } = planRemoval(this.#meta, gone, advanceLow);
+    const { meta, ops } = planRemoval(this.#meta, gone, advanceLow, [...this.#losses.undelivered(this.#meta.unreported), ...losses]);
     try {
       await db.write(ops, true);
     } catch (err) {
@@ -353,6 +359,7 @@ export class EventCache {
       throw AuditError.from(err, ErrorCode.Cache, 'cache delete failed');
     }
     this.#meta = meta;
+    this.#losses.report(losses);
     if (!this.#oldest || gone.some((v) => v.seq === this.#oldest!.seq)) this.#oldest = await peekEdge(db, meta.lowSeq, false);
     if (this.#newest && gone.some((v) => v.seq === this.#newest!.seq)) this.#newest = await peekEdge(db, meta.lowSeq, true);
     this.#publish();
@@ -360,10 +367,9 @@ export class EventCache {
 
   async #dropCorrupt(list: Victim[]): Promise<void> {
     try {
-      await this.#remove(this.#requireDb(), list);
       const q = list.filter((v) => v.quarantine).length;
       if (q) this.#log.error({ count: q }, 'cache records sealed with a key not configured: quarantined; add the key to read_key_files to read them');
-      this.#losses.report('corrupt', list.map((v) => v.seq).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+      await this.#remove(this.#requireDb(), list, false, lossesOf('corrupt', list.map((v) => v.seq).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))));
     } catch (err) {
       this.#log.error({ err, count: list.length }, 'cache could not delete corrupt records; they will be skipped again');
     }
@@ -374,21 +380,7 @@ export class EventCache {
     const gone = this.#pending.bound(this.#maxPending, this.#failed?.count ?? 0);
     if (gone.length === 0) return;
     this.#tickets.fail(new Set(gone.map((p) => p.ticket)), new AuditError(ErrorCode.CacheFull, 'cache write backlog full: record dropped'));
-    this.#losses.report('size', gone.map((p) => p.seq));
-  }
-
-  /** One unref'd timer: gauges (event lag moves with the clock) every second, max_age expiry when due. */
-  #startTimers(): void {
-    const age = this.#opts.maxAgeMs;
-    const every = age > 0 ? (this.#opts.expireIntervalMs ?? Math.min(60_000, Math.max(100, Math.floor(age / 10)))) : Infinity;
-    let nextExpiry = Date.now() + every;
-    this.#tickTimer = setInterval(() => {
-      this.#publish();
-      if (Date.now() < nextExpiry) return;
-      nextExpiry = Date.now() + every;
-      this.expire().catch((err: unknown) => this.#log.warn({ err }, 'cache expiry pass failed'));
-    }, Math.min(1000, every));
-    this.#tickTimer.unref();
+    this.#losses.report(lossesOf('size', gone.map((p) => p.seq))); // never written: nothing to persist
   }
 
   #publish(): void {
