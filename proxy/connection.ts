@@ -49,8 +49,6 @@ export class ProxyConnection {
   #endReason: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #lastTicket: number;
-  /** The tracker already saw the bytes read during negotiation. */
-  #fedClientFirst = false;
   /** Server chunks waiting for their events to become durable, in order. */
   #held: Buffer[] = [];
   #holding = false;
@@ -86,12 +84,12 @@ export class ProxyConnection {
         serverTls: d.serverTls,
         upstreamTlsMode: d.upstreamTlsMode,
         upgradeClient: d.upgradeClient,
-        connectUpstream: async (early) => {
-          if (early) {
-            this.#createTracker(early.tls);
-            this.#fedClientFirst = true;
-            this.#tracker!.clientData(early.clientFirst);
-          }
+        observe: (direction, bytes, tls) => {
+          if (!this.#tracker) this.#createTracker(tls);
+          if (direction === 'client') this.#tracker!.clientData(bytes);
+          else this.#tracker!.serverData(bytes);
+        },
+        connectUpstream: async () => {
           const s = await d.connectUpstream();
           this.#server = s;
           return s;
@@ -129,17 +127,8 @@ export class ProxyConnection {
       this.#timer.unref();
     }
 
-    if (negotiated.alreadyForwarded) {
-      // The negotiation spoke for us: the tracker sees its bytes in the order they went, nothing is sent again.
-      if (negotiated.serverFirst && negotiated.serverFirst.length > 0) this.#tracker!.serverData(negotiated.serverFirst);
-      if (negotiated.clientFirst.length > 0 && !this.#fedClientFirst) this.#tracker!.clientData(negotiated.clientFirst);
-    } else {
-      if (negotiated.serverFirst && negotiated.serverFirst.length > 0) this.#onServerData(negotiated.serverFirst);
-      if (negotiated.clientFirst.length > 0) {
-        if (this.#fedClientFirst) this.#forwardToServer(negotiated.clientFirst);
-        else this.#onClientData(negotiated.clientFirst);
-      }
-    }
+    if (negotiated.toClient.length > 0) this.#forwardToClient(negotiated.toClient);
+    if (negotiated.toServer.length > 0) this.#forwardToServer(negotiated.toServer);
     client.resume();
     server.resume();
   }

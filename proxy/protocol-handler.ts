@@ -9,13 +9,16 @@ export interface NegotiateContext {
   upstreamTlsMode: 'disable' | 'prefer' | 'require' | 'verify-full';
   /** Wraps the client socket in server-side TLS (leftover bytes are fed to it first); resolves once the handshake is done. */
   upgradeClient(socket: Duplex, leftover: Buffer): Promise<Duplex>;
+  /** Opens the TCP connection to the database. */
+  connectUpstream(): Promise<Duplex>;
   /**
-   * Opens the TCP connection to the database. A protocol whose client
-   * speaks first passes what it has read (PostgreSQL's startup packet) so
-   * the session is known, and audited, even if the database cannot be
-   * reached; those bytes are then not fed to the tracker a second time.
+   * Shows the tracker bytes the negotiation read, in the order they
+   * crossed, as they will reach (or reached) the other side. The tracker is
+   * created on the first call (`tls`: the client hop is encrypted), so a
+   * session is audited even when the database then cannot be reached.
+   * Observed bytes are never shown to the tracker again.
    */
-  connectUpstream(early?: { clientFirst: Buffer; tls: boolean }): Promise<Duplex>;
+  observe(direction: 'client' | 'server', bytes: Buffer, tls: boolean): void;
   /** Wraps the database socket in client-side TLS per upstream_tls; resolves once the handshake is done. */
   upgradeServer(socket: Duplex): Promise<Duplex>;
 }
@@ -23,17 +26,10 @@ export interface NegotiateContext {
 export interface Negotiated {
   client: Duplex;
   server: Duplex;
-  /** Bytes read from the client during negotiation that the database must still get (and the tracker see). */
-  clientFirst: Buffer;
-  /** Bytes read from the database during negotiation that the client must still get (and the tracker see). */
-  serverFirst: Buffer | undefined;
-  /**
-   * The negotiation already delivered `clientFirst` to the database and
-   * `serverFirst` to the client itself (e.g. MySQL's greeting, rewritten
-   * and sent before the TLS decision): the tracker still sees them, in
-   * order, but they are not forwarded again.
-   */
-  alreadyForwarded?: boolean;
+  /** Bytes read from the client (already observed) that the database must still get. */
+  toServer: Buffer;
+  /** Bytes read from the database (already observed) that the client must still get. */
+  toClient: Buffer;
   /** TLS between client and proxy. */
   tls: boolean;
   upstreamTls: boolean;

@@ -13,6 +13,7 @@ export const MAX_STARTUP_BYTES = 10_000;
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 const ANSWER_N = Buffer.from('N');
 const ANSWER_S = Buffer.from('S');
+const EMPTY = Buffer.alloc(0);
 
 /**
  * The part of a PostgreSQL connection the proxy must own: it answers
@@ -65,7 +66,8 @@ export async function negotiatePostgres(ctx: NegotiateContext): Promise<Negotiat
   const isCancel = first.readInt32BE(4) === CANCEL_REQUEST_CODE;
 
   const clientFirst = pending.length > 0 ? Buffer.concat([first, pending]) : first;
-  let server: Duplex = await ctx.connectUpstream({ clientFirst, tls });
+  ctx.observe('client', clientFirst, tls);
+  let server: Duplex = await ctx.connectUpstream();
   let upstreamTls = false;
   const mode = ctx.upstreamTlsMode;
   // A cancel request is answered by closing; PostgreSQL accepts it in the clear.
@@ -86,7 +88,7 @@ export async function negotiatePostgres(ctx: NegotiateContext): Promise<Negotiat
       throw new AuditError(ErrorCode.Upstream, `unexpected answer 0x${answer[0].toString(16)} to SSLRequest from database`);
     }
   }
-  return { client, server, clientFirst, serverFirst: undefined, tls, upstreamTls };
+  return { client, server, toServer: clientFirst, toClient: EMPTY, tls, upstreamTls };
 }
 
 /**
