@@ -3,7 +3,8 @@
  * takes them, acknowledges the oldest now and then, and prints on stdout
  * (synchronous for pipes on Linux) each seq the moment it is durable:
  *   "ready <epoch>" once open, "d <seq>" per durable record,
- *   "a <from> <to>" before an ack is issued, "A <from> <to>" once it is durable.
+ *   "a <from> <to>" before an ack is issued, "A <from> <to>" once it is durable,
+ *   "l <from> <to> <reason>" for each loss onLoss reports (CRASH_MAX_BYTES makes evictions happen).
  * It never exits by itself: the parent kills it with SIGKILL.
  * @internal
  */
@@ -18,7 +19,16 @@ const out = (line: string): void => {
   writeSync(1, line + '\n');
 };
 
-const cache = await EventCache.open({ path: dir, maxBytes: 1 << 30, maxAgeMs: 0, keyring: new Keyring(key), commitIntervalMs: 1, writeBufferSize: 256 << 10 });
+const maxBytes = Number(process.env.CRASH_MAX_BYTES ?? 1 << 30);
+const cache = await EventCache.open({
+  path: dir,
+  maxBytes,
+  maxAgeMs: 0,
+  keyring: new Keyring(key),
+  commitIntervalMs: 1,
+  writeBufferSize: 256 << 10,
+  onLoss: (l) => out(`l ${l.fromSeq} ${l.toSeq} ${l.reason}`),
+});
 out(`ready ${cache.epoch} ${cache.durableSeq}`);
 let acked = 0n;
 let inflight = 0;
