@@ -10,7 +10,7 @@ import { formatEventLine } from '../lib/format.js';
 import { parseDuration } from '../lib/units.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { MAX_SEARCH_LIMIT } from './store.js';
-import { clientAuth, type ClientSecurity } from './client-credentials.js';
+import { clientAuth, type ClientSecurity } from '../lib/client-auth.js';
 
 /**
  * `dbaudit events`: asks a gateway's QueryService for events and prints

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { AuditError, ErrorCode } from '../lib/errors.js';
+import { AuditError, ErrorCode } from './errors.js';
 
 /**
  * Client side of the gateway's security: TLS (a CA bundle), mutual TLS (a

@@ -1,5 +1,6 @@
 import { EventCache } from '../cache/wal.js';
 import { loadKeyring } from '../cache/seal.js';
+import { clientAuth } from '../lib/client-auth.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Config } from '../lib/config.js';
@@ -63,8 +64,11 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
   });
   metrics.cacheMaxBytes.set(c.cache.max_size);
 
+  const auth = clientAuth({ tokenFile: c.gateway.token_file, caFile: c.gateway.tls.ca_file, certFile: c.gateway.tls.cert_file, keyFile: c.gateway.tls.key_file });
   const shipper = new Shipper({
     cache,
+    credentials: auth.credentials,
+    metadata: auth.metadata,
     collectorId: c.id,
     endpoints: c.gateway.endpoints,
     retry: { maxAttempts: c.retry.max_attempts, initialDelayMs: c.retry.initial_delay, maxDelayMs: c.retry.max_delay, multiplier: c.retry.backoff_multiplier },

@@ -27,9 +27,18 @@ export interface ShipperOptions {
   logger: Logger;
   metrics: CollectorMetrics;
   credentials?: grpc.ChannelCredentials;
+  /** Sent with every stream (the bearer token). */
+  metadata?: grpc.Metadata;
   /** Batches sent and not yet acknowledged, at most. */
   window?: number;
+  /** How often a collector on a secondary endpoint checks whether the primary is back (ms). */
+  failbackIntervalMs?: number;
+  /** A batch not acknowledged within this long means the gateway is stuck: the stream is reopened (ms). */
+  ackTimeoutMs?: number;
 }
+
+/** Largest batch in bytes, well under the gateway's message limit. */
+export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
 interface InFlight {
   seqs: bigint[];
@@ -76,6 +85,11 @@ export class Shipper {
   #lastLatencyMs = -1;
   #lastError = '';
   #idleWaiters: Array<() => void> = [];
+  #failbackTimer: NodeJS.Timeout | undefined;
+  #watchdog: NodeJS.Timeout | undefined;
+  #probing = false;
+  /** Consecutive RESOURCE_EXHAUSTED answers: the gateway is alive but asks us to slow down. */
+  #throttled = 0;
 
   constructor(opts: ShipperOptions) {
     if (opts.endpoints.length === 0) throw new Error('shipper needs at least one gateway endpoint');
@@ -85,6 +99,58 @@ export class Shipper {
   }
 
   start(): void {
+    this.#connect();
+    const every = this.#o.failbackIntervalMs ?? 10_000;
+    if (this.#o.endpoints.length > 1) {
+      this.#failbackTimer = setInterval(() => this.#checkFailback(), every);
+      this.#failbackTimer.unref();
+    }
+    this.#watchdog = setInterval(() => this.#checkStuck(), Math.min(5_000, this.#o.ackTimeoutMs ?? 30_000));
+    this.#watchdog.unref();
+  }
+
+  /** On a secondary endpoint: if the primary answers again, move back to it. */
+  #checkFailback(): void {
+    if (this.#endpointIndex === 0 || this.#probing || this.#stopped) return;
+    const o = this.#o;
+    this.#probing = true;
+    const probe = new IngestClient(o.endpoints[0], o.credentials ?? grpc.credentials.createInsecure());
+    probe.waitForReady(Date.now() + 2_000, (err) => {
+      probe.close();
+      this.#probing = false;
+      if (err || this.#stopped || this.#endpointIndex === 0) return;
+      o.logger.info({ primary: o.endpoints[0], from: this.endpoint }, 'primary gateway is back: failing back');
+      this.#endpointIndex = 0;
+      this.#attempts = 0;
+      this.#reopen('failing back to the primary gateway');
+    });
+  }
+
+  /** A batch unacknowledged for too long: the stream is treated as broken. */
+  #checkStuck(): void {
+    const s = this.#session;
+    if (!s || s.inflight.size === 0) return;
+    const limit = this.#o.ackTimeoutMs ?? 30_000;
+    const now = this.#o.clock.now();
+    for (const b of s.inflight.values()) {
+      if (now - b.sentAt > limit) {
+        this.#onStreamError(s, Object.assign(new Error(`no acknowledgement within ${limit}ms`), { code: grpc.status.DEADLINE_EXCEEDED }) as grpc.ServiceError);
+        return;
+      }
+    }
+  }
+
+  /** Ends the current stream on purpose and connects to the current endpoint; unacknowledged batches are sent again there. */
+  #reopen(why: string): void {
+    const s = this.#session;
+    this.#session = undefined;
+    if (s) {
+      s.call.removeAllListeners();
+      s.call.on('error', () => {});
+      s.call.cancel();
+    }
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#o.logger.debug({ why }, 'reopening the gateway stream');
     this.#connect();
   }
 
@@ -135,7 +201,7 @@ export class Shipper {
 
   #open(client: grpc.Client): void {
     const o = this.#o;
-    const call = (client as unknown as { stream(): grpc.ClientDuplexStream<unknown, BatchAck> }).stream();
+    const call = (client as unknown as { stream(md?: grpc.Metadata): grpc.ClientDuplexStream<unknown, BatchAck> }).stream(o.metadata ?? new grpc.Metadata());
     const boundary = o.cache.durableSeq;
     const s: Session = {
       call,
@@ -167,6 +233,7 @@ export class Shipper {
       o.logger.error({ rejected: ack.rejected, error: ack.error }, 'gateway rejected events as malformed; they are not retried');
     }
     this.#attempts = 0;
+    this.#throttled = 0;
     try {
       await o.cache.ack(batch.seqs);
     } catch (err) {
@@ -183,23 +250,40 @@ export class Shipper {
     s.call.on('error', () => {});
     s.call.cancel();
     if (this.#stopped) return;
-    this.#failed(`stream to gateway ${this.endpoint} failed: ${err.message}`, err.code ?? grpc.status.UNAVAILABLE);
+    this.#failed(`stream to gateway ${this.endpoint} failed: ${err.message}`, err.code ?? grpc.status.UNAVAILABLE, pushbackMs(err));
   }
 
-  #failed(message: string, code: grpc.status): void {
+  /**
+   * One failed attempt. RESOURCE_EXHAUSTED is backpressure from a live
+   * gateway: the sender waits (the server's pushback if it gave one,
+   * otherwise a growing delay) without counting toward failover. Anything
+   * else counts; after `retry.max_attempts` on one endpoint the next one
+   * is tried. Cached events are never dropped for running out of retries.
+   */
+  #failed(message: string, code: grpc.status, serverDelayMs?: number): void {
     const o = this.#o;
     o.metrics.apiRequests.inc({ endpoint: 'events', status: httpStatusOf(code) });
     this.#lastError = message;
-    this.#attempts++;
-    if (this.#attempts >= o.retry.maxAttempts && o.endpoints.length > 1) {
-      this.#endpointIndex = (this.#endpointIndex + 1) % o.endpoints.length;
-      this.#attempts = 0;
-      o.logger.warn({ next: this.endpoint }, 'failing over to the next gateway endpoint');
+    let delay: number;
+    if (code === grpc.status.RESOURCE_EXHAUSTED) {
+      this.#throttled++;
+      const grow = Math.min(o.retry.maxDelayMs, o.retry.initialDelayMs * o.retry.multiplier ** (this.#throttled - 1));
+      delay = serverDelayMs ?? grow;
+      o.logger.info({ retryInMs: Math.round(delay) }, 'gateway asked to slow down');
+    } else {
+      this.#attempts++;
+      if (this.#attempts >= o.retry.maxAttempts && o.endpoints.length > 1) {
+        this.#endpointIndex = (this.#endpointIndex + 1) % o.endpoints.length;
+        this.#attempts = 0;
+        o.logger.warn({ next: this.endpoint }, 'failing over to the next gateway endpoint');
+        delay = 0;
+      } else {
+        const base = Math.min(o.retry.maxDelayMs, o.retry.initialDelayMs * o.retry.multiplier ** Math.max(0, this.#attempts - 1));
+        // Jitter in the upper half, so replicas that lost the same gateway do not return in lockstep.
+        delay = serverDelayMs ?? base / 2 + Math.random() * (base / 2);
+      }
+      o.logger.warn({ err: message, attempt: this.#attempts, retryInMs: Math.round(delay) }, 'gateway unavailable; events stay in the cache');
     }
-    const base = Math.min(o.retry.maxDelayMs, o.retry.initialDelayMs * o.retry.multiplier ** Math.max(0, this.#attempts - 1));
-    // Jitter: somewhere in the upper half, so replicas that lost the same gateway do not return in lockstep.
-    const delay = code === grpc.status.RESOURCE_EXHAUSTED ? Math.max(base, 1000) : base / 2 + Math.random() * (base / 2);
-    o.logger.warn({ err: message, attempt: this.#attempts, retryInMs: Math.round(delay) }, 'gateway unavailable; events stay in the cache');
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
     this.#retryTimer.unref();
   }
@@ -265,6 +349,21 @@ export class Shipper {
   }
 
   #send(s: Session, recs: CachedRecord[]): void {
+    // Keep each message far below the gateway's limit, whatever the batch size.
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < recs.length; i++) {
+      if (i > start && bytes + recs[i].payload.length > MAX_BATCH_BYTES) {
+        this.#sendOne(s, recs.slice(start, i));
+        start = i;
+        bytes = 0;
+      }
+      bytes += recs[i].payload.length;
+    }
+    this.#sendOne(s, start === 0 ? recs : recs.slice(start));
+  }
+
+  #sendOne(s: Session, recs: CachedRecord[]): void {
     const o = this.#o;
     const batchId = s.nextBatchId++;
     const batch = create(EventBatchSchema, {
@@ -299,6 +398,8 @@ export class Shipper {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    if (this.#failbackTimer) clearInterval(this.#failbackTimer);
+    if (this.#watchdog) clearInterval(this.#watchdog);
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     if (this.#backlogTimer) clearTimeout(this.#backlogTimer);
     const s = this.#session;
@@ -311,4 +412,11 @@ export class Shipper {
     }
     this.#client?.close();
   }
+}
+
+/** The server's requested retry delay (gRPC's grpc-retry-pushback-ms trailer), if any. */
+function pushbackMs(err: grpc.ServiceError): number | undefined {
+  const v = err.metadata?.get('grpc-retry-pushback-ms')[0];
+  const n = typeof v === 'string' ? Number(v) : NaN;
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
 }
