@@ -167,10 +167,17 @@ export class ProxyListener {
     });
   }
 
-  /** Stops accepting; existing sessions continue. */
+  /**
+   * Stops accepting: the listening socket is closed at once (new connections
+   * are refused); existing sessions continue. Resolves when the port is
+   * released, not when the sessions end (net.Server.close's callback waits
+   * for every open connection, which would block the drain forever).
+   */
   stopAccepting(): Promise<void> {
     this.#accepting = false;
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    if (!this.#server.listening) return Promise.resolve();
+    this.#server.close();
+    return Promise.resolve();
   }
 
   /** Waits up to `graceMs` for open sessions to finish, then closes the rest with a protocol-level error. */
