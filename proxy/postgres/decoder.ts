@@ -56,9 +56,10 @@ export interface PgLimits {
 export const DEFAULT_LIMITS: Readonly<PgLimits> = Object.freeze({
   startup: 10_000,
   statement: 64 * 1024 * 1024,
-  clientControl: 64 * 1024,
+  // GSS tokens may be up to 65 535 bytes (PG_MAX_AUTH_TOKEN_LENGTH), in 'p' and in 'R' messages.
+  clientControl: 128 * 1024,
   error: 1024 * 1024,
-  serverControl: 64 * 1024,
+  serverControl: 128 * 1024,
 });
 
 /**

@@ -230,3 +230,12 @@ describe('postgres tracker: hostile input', () => {
     assert.equal(s.events[2].statementLength, 200_007n);
   });
 });
+
+describe('postgres tracker: large but legal messages', () => {
+  it('a 65 535-byte GSS token in both directions is within the caps', () => {
+    const token = Buffer.alloc(65_535, 7);
+    const s = new TestSession().run([['c', B.startup({ user: 'k' })], ['s', B.raw('R', cat([Buffer.from([0, 0, 0, 7])]))], ['c', B.raw('p', token)], ['s', B.raw('R', cat([Buffer.from([0, 0, 0, 8]), token]))], ['s', B.loginOk()]], 4096).end();
+    assert.deepEqual(s.anomalies, []);
+    assert.equal(s.events[1].authMethod, 'gss');
+  });
+});

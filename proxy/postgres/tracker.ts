@@ -21,8 +21,8 @@ import { StatementRecorder } from './statements.js';
  *
  * Memory per session is bounded by the caps below (DEFAULT_TRACKER_LIMITS):
  * framing buffers ≤ the largest frame cap per direction (startup 10 000 B;
- * Query/Parse/Bind/FunctionCall 64 MiB; other client messages 64 KiB;
- * ErrorResponse 1 MiB; other parsed server messages 64 KiB; rows, COPY
+ * Query/Parse/Bind/FunctionCall 64 MiB; other client messages 128 KiB;
+ * ErrorResponse 1 MiB; other parsed server messages 128 KiB; rows, COPY
  * data, notices, RowDescription skipped by length, never buffered); waiting
  * operations ≤ 100 000 and ≤ 128 MiB of SQL and values; remembered prepared
  * statements and portals ≤ 1024 each and ≤ 16 MiB each.
