@@ -38,7 +38,9 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.gateway.tls.ca_file', kind: 'string', help: 'CA bundle that signs the gateway certificate' },
   { key: 'collector.gateway.tls.cert_file', kind: 'string', help: 'client certificate for mutual TLS' },
   { key: 'collector.gateway.tls.key_file', kind: 'string', help: 'client key for mutual TLS' },
-  { key: 'collector.gateway.batch_size', kind: 'int', default: 512, min: 1, help: 'events per batch sent to the gateway' },
+  { key: 'collector.gateway.batch_size', kind: 'int', default: 512, min: 1, help: 'events per batch sent to the gateway (at most 10000)' },
+  { key: 'collector.gateway.failback_interval', kind: 'duration', default: '10s', help: 'how often a collector on a secondary gateway checks whether the primary is back' },
+  { key: 'collector.gateway.ack_timeout', kind: 'duration', default: '30s', help: 'a batch not acknowledged within this long reopens the stream' },
   { key: 'collector.tls.cert_file', kind: 'string', flags: ['tls-cert'], help: 'certificate for TLS toward applications' },
   { key: 'collector.tls.key_file', kind: 'string', flags: ['tls-key'], help: 'key for TLS toward applications' },
   { key: 'collector.tls.min_version', kind: 'string', default: 'TLSv1.2', allowed: ['TLSv1.2', 'TLSv1.3'], help: 'lowest TLS version accepted' },
@@ -89,7 +91,7 @@ export interface Config {
     listen: string;
     upstream: string;
     http: { listen: string };
-    gateway: { endpoints: string[]; token_file?: string; tls: { ca_file?: string; cert_file?: string; key_file?: string }; batch_size: number };
+    gateway: { endpoints: string[]; token_file?: string; tls: { ca_file?: string; cert_file?: string; key_file?: string }; batch_size: number; failback_interval: number; ack_timeout: number };
     tls: { cert_file?: string; key_file?: string; min_version: 'TLSv1.2' | 'TLSv1.3'; ciphers?: string };
     upstream_tls: { mode: 'disable' | 'prefer' | 'require' | 'verify-full'; ca_file?: string; server_name?: string };
     cache: {

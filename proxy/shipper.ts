@@ -189,7 +189,7 @@ export class Shipper {
       'grpc.initial_reconnect_backoff_ms': 200,
     });
     this.#client = client;
-    client.waitForReady(Date.now() + 5_000, (err) => {
+    client.waitForReady(Date.now() + 2_000, (err) => {
       if (this.#stopped || this.#client !== client) return;
       if (err) {
         this.#failed(`gateway ${target} not reachable: ${err.message}`, grpc.status.UNAVAILABLE);
