@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MASKED_PASSWORD, MASKED_STATEMENT, redactSql } from './redact.js';
+import { MASKED_PASSWORD, MASKED_STATEMENT, redactSql, redactSqlAs } from './redact.js';
+import { POSTGRES_BACKSLASH } from './sql-lexer.js';
 
 const lit = (s: string): string => redactSql(s, 'literals', 'postgres');
 const none = (s: string): string => redactSql(s, 'none', 'postgres');
@@ -94,4 +95,11 @@ describe('redactSql mysql dialect', () => {
     assert.equal(mnone("GRANT ALL ON *.* TO u IDENTIFIED BY \"hunter2\""), `GRANT ALL ON *.* TO u IDENTIFIED BY ${MASKED_PASSWORD}`);
   });
   it('? placeholders are kept', () => assert.equal(mlit('select ? from t where a = 1'), 'select ? from t where a = ?'));
+});
+
+describe('redactSqlAs postgres with standard_conforming_strings off', () => {
+  it("a backslash escapes the quote inside '…'", () => {
+    assert.equal(redactSqlAs("select 'it\\'s', 'x'", 'literals', POSTGRES_BACKSLASH), 'select ?, ?');
+    assert.equal(redactSqlAs("alter role r password 'p\\'w'", 'none', POSTGRES_BACKSLASH), `alter role r password ${MASKED_PASSWORD}`);
+  });
 });

@@ -1,4 +1,4 @@
-import { SqlLexer, Tok, dialectOf } from './sql-lexer.js';
+import { MYSQL, POSTGRES, POSTGRES_BACKSLASH, SqlLexer, Tok, type SqlDialect } from './sql-lexer.js';
 
 /**
  * Statement redaction.
@@ -34,15 +34,25 @@ const SIGN_AFTER = new Set(['SELECT', 'WHERE', 'AND', 'OR', 'NOT', 'THEN', 'ELSE
 
 const MAX_SIGN_WORD = Math.max(...[...SIGN_AFTER].map((w) => w.length));
 
-const lexers = { postgres: new SqlLexer(dialectOf('postgres')), mysql: new SqlLexer(dialectOf('mysql')) };
+const lexers = new Map<SqlDialect, SqlLexer>([POSTGRES, POSTGRES_BACKSLASH, MYSQL].map((d) => [d, new SqlLexer(d)]));
 
 /** Quick test: can the text hold a password clause at all? */
 const PASSWORD_HINT = /password|identified/i;
 
 export function redactSql(sql: string, mode: RedactMode, dialect: SqlDialectName): string {
+  return redactSqlAs(sql, mode, dialect === 'mysql' ? MYSQL : POSTGRES);
+}
+
+/** `redactSql` with an explicit lexical dialect (e.g. POSTGRES_BACKSLASH when standard_conforming_strings is off). */
+export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect): string {
   const hint = PASSWORD_HINT.test(sql);
   if (mode === 'none' && !hint) return sql;
-  const lex = lexers[dialect].reset(sql);
+  let lex = lexers.get(dialect);
+  if (lex === undefined) {
+    lex = new SqlLexer(dialect);
+    lexers.set(dialect, lex);
+  }
+  lex.reset(sql);
   const literals = mode === 'literals';
   let out = '';
   let copied = 0; // sql[copied, lex.start) is still to be copied verbatim

@@ -61,6 +61,9 @@ export const POSTGRES: SqlDialect = Object.freeze({
   escapePrefixes: true,
 });
 
+/** PostgreSQL with standard_conforming_strings = off: backslash escapes in every '…' string. */
+export const POSTGRES_BACKSLASH: SqlDialect = Object.freeze({ ...POSTGRES, backslashStrings: true });
+
 export const MYSQL: SqlDialect = Object.freeze({
   name: 'mysql',
   backslashStrings: true,

@@ -1,4 +1,4 @@
-import { POSTGRES, SqlLexer, StatementSpan, nextStatement } from '../../lib/sql-lexer.js';
+import { POSTGRES, POSTGRES_BACKSLASH, SqlLexer, StatementSpan, nextStatement } from '../../lib/sql-lexer.js';
 import type { TrackerOptions } from '../protocol.js';
 import { WireReader } from '../wire/reader.js';
 import { clientOp } from './client-ops.js';
@@ -34,7 +34,7 @@ export class StatementFlow {
   readonly #rec: StatementRecorder;
   readonly #fail: (reason: string, detail: string) => void;
   readonly #r = new WireReader();
-  readonly #lex = new SqlLexer(POSTGRES);
+  #lex = new SqlLexer(POSTGRES);
   readonly #span = new StatementSpan();
   readonly #queue: RingQueue<PendingOp>;
   readonly #statements: BoundedMap<StatementText>;
@@ -61,6 +61,12 @@ export class StatementFlow {
 
   get pendingOps(): number {
     return this.#queue.size;
+  }
+
+  /** Follows the server's standard_conforming_strings for splitting and redaction. */
+  set standardStrings(on: boolean) {
+    this.#rec.standardStrings = on;
+    this.#lex = new SqlLexer(on ? POSTGRES : POSTGRES_BACKSLASH);
   }
 
   // ---- client → server ----

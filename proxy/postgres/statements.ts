@@ -1,5 +1,6 @@
 import type { Clock } from '../../lib/clock.js';
-import { redactSql, type RedactMode } from '../../lib/redact.js';
+import { redactSqlAs, type RedactMode } from '../../lib/redact.js';
+import { POSTGRES, POSTGRES_BACKSLASH, type SqlDialect } from '../../lib/sql-lexer.js';
 import { EventKind, makeEvent, type AuditEvent, type SessionMeta } from '../events.js';
 import { classifyStatement } from './classify.js';
 import type { ErrorFields } from './messages.js';
@@ -23,6 +24,7 @@ export class StatementRecorder {
   readonly #clock: Clock;
   readonly #emit: (ev: AuditEvent) => void;
   readonly #logParameters: boolean;
+  #dialect: SqlDialect;
 
   constructor(mode: RedactMode, maxBytes: number, clock: Clock, emit: (ev: AuditEvent) => void, logParameters: boolean) {
     this.#mode = mode;
@@ -30,12 +32,21 @@ export class StatementRecorder {
     this.#clock = clock;
     this.#emit = emit;
     this.#logParameters = logParameters;
+    this.#dialect = POSTGRES;
+  }
+
+  /** The server's standard_conforming_strings (ParameterStatus): off means backslash escapes in every string. */
+  set standardStrings(on: boolean) {
+    this.#dialect = on ? POSTGRES : POSTGRES_BACKSLASH;
+  }
+  get dialect(): SqlDialect {
+    return this.#dialect;
   }
 
   /** `sql` as sent, `bytes` its UTF-8 length (or -1 to measure it). */
   text(sql: string, bytes: number): StatementText {
     const length = bytes >= 0 ? bytes : Buffer.byteLength(sql);
-    const redacted = redactSql(sql, this.#mode, 'postgres');
+    const redacted = redactSqlAs(sql, this.#mode, this.#dialect);
     const cls = classifyStatement(sql);
     const max = this.#maxBytes;
     if (redacted.length * 3 <= max) return new StatementText(redacted, length, false, cls);

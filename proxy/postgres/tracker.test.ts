@@ -206,3 +206,12 @@ describe('postgres tracker: simple query', () => {
     );
   });
 });
+
+describe('postgres tracker: standard_conforming_strings', () => {
+  it('off: backslash escapes in plain strings are honoured when splitting and redacting', () => {
+    const off: Step[] = [login[0], ['s', Buffer.concat([B.authOk(), B.parameterStatus('standard_conforming_strings', 'off'), B.readyForQuery()])]];
+    const steps: Step[] = [...off, ['c', B.query("select 'a\\';b' as x; alter role r password 'p\\'w'")], ['s', Buffer.concat([B.rowDescription(['x']), B.dataRow(["a';b"]), B.commandComplete('SELECT 1'), B.commandComplete('ALTER ROLE'), B.readyForQuery()])]];
+    expectEvents(steps, [START, OK, { kind: 'statement', statement: 'select ? as x', class: 'READ', tag: 'SELECT', rows: 1 }, { kind: 'statement', statement: 'alter role r password ?', class: 'ROLE', tag: 'ALTER ROLE' }, END], { redact: 'literals' });
+    expectEvents(steps, [START, OK, { kind: 'statement', statement: "select 'a\\';b' as x", class: 'READ', tag: 'SELECT', rows: 1 }, { kind: 'statement', statement: "alter role r password '***'", class: 'ROLE', tag: 'ALTER ROLE' }, END], { redact: 'none' });
+  });
+});

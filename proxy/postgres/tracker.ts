@@ -276,6 +276,7 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
       const value = r.cstring();
       if (!r.atEnd) return this.#failed(TrackerAnomaly.BadMessage, 'ParameterStatus');
       if (name === 'application_name') this.meta.applicationName = value;
+      else if (name === 'standard_conforming_strings') this.#flow.standardStrings = value === 'on';
       return true;
     }
     if (type === Backend.ErrorResponse && this.#flow.pendingOps === 0) {
