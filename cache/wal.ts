@@ -247,6 +247,7 @@ export class EventCache {
       await db.write(plan.ops, true);
     } catch (err) {
       this.#pending.settle(batch, true);
+      if (plan === undefined && isCorruption(err)) throw err; // a damaged read while planning: #run repairs, then commits again
       this.#failed = { commit: commitNo, count: batch.length, evicted: plan?.lost ?? [], losses: plan?.losses ?? [] };
       this.#writeFailed(err);
       return false;
