@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { MASKED_PASSWORD, MASKED_STATEMENT, redactSql, redactSqlAs } from './redact.js';
 import { POSTGRES_BACKSLASH } from './sql-lexer.js';
 
@@ -101,5 +102,52 @@ describe('redactSqlAs postgres with standard_conforming_strings off', () => {
   it("a backslash escapes the quote inside '…'", () => {
     assert.equal(redactSqlAs("select 'it\\'s', 'x'", 'literals', POSTGRES_BACKSLASH), 'select ?, ?');
     assert.equal(redactSqlAs("alter role r password 'p\\'w'", 'none', POSTGRES_BACKSLASH), `alter role r password ${MASKED_PASSWORD}`);
+  });
+});
+
+describe('redactSql properties', () => {
+  const SECRET = 'S3cr3t';
+  /** A literal holding the secret, in every PostgreSQL form. */
+  const literal = fc.constantFrom(
+    `'${SECRET}'`,
+    `'it''s ${SECRET}'`,
+    `E'\\'${SECRET}\\\\'`,
+    `U&'${SECRET}'`,
+    `$$${SECRET}$$`,
+    `$q$ ' ${SECRET} $$ $q$`,
+    `B'${SECRET}'`,
+    `X'${SECRET}'`,
+    `N'${SECRET}'`,
+  );
+  const other = fc.constantFrom('select', 'a', '"Quoted Ident"', ',', '(', ')', '=', '-', '1', '-2.5e3', '$1', '::text', 'true', ' ', '\n', '-- c\n', '/* c /* n */ */', ';');
+  const piece = fc.oneof({ arbitrary: literal, weight: 1 }, { arbitrary: other, weight: 3 });
+
+  it('literals mode: a secret inside any literal never survives, whatever surrounds it', () => {
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 30 }), (parts) => {
+        const sql = parts.join(' ');
+        assert.ok(!redactSql(sql, 'literals', 'postgres').includes(SECRET), sql);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('none mode: a password in any literal form never survives', () => {
+    fc.assert(
+      fc.property(fc.constantFrom('CREATE ROLE r', 'alter user "u" with', 'CREATE USER u ENCRYPTED', 'alter role r'), literal, fc.array(other, { maxLength: 5 }), (head, lit, tail) => {
+        const sql = `${head} PASSWORD ${lit} ${tail.join(' ')}`;
+        assert.ok(!redactSql(sql, 'none', 'postgres').includes(SECRET), sql);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('never throws on arbitrary text, in either dialect and mode', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200, unit: 'binary' }), (s) => {
+        for (const d of ['postgres', 'mysql'] as const) for (const m of ['literals', 'none'] as const) redactSql(s, m, d);
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
