@@ -69,7 +69,7 @@ async function exportedNames(): Promise<Set<string>> {
   for (const m of [new CollectorMetrics({ defaultMetrics: false }), new GatewayMetrics({ defaultMetrics: false })]) {
     for (const x of await m.registry.getMetricsAsJSON()) {
       names.add(x.name);
-      if (x.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(x.name + s);
+      if (String(x.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(x.name + s);
     }
   }
   return names;
