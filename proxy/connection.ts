@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../lib/clock.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
-import type { Logger } from '../lib/log.js';
+import { logIncident, type Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
 import { EventKind, makeEvent, newSessionMeta, type AuditEvent } from './events.js';
 import type { NegotiateContext, ProtocolHandler } from './protocol-handler.js';
@@ -161,11 +161,11 @@ export class ProxyConnection {
     const upstream = e.code === ErrorCode.Upstream || (this.#server !== undefined && e.code !== ErrorCode.Protocol) || isConnectError(err);
     if (upstream) {
       d.metrics.dbConnectionErrors.inc({ reason: 'connect' });
-      this.#log.warn({ err: e.message }, 'cannot reach the database');
+      logIncident(this.#log, 'warn', 'database-unreachable', { err: e.message }, 'cannot reach the database');
       this.#client.write(d.handler.fatalError('unavailable', 'the database is not reachable through the audit proxy'));
     } else {
       d.metrics.anomalies.inc({ protocol: d.handler.name, reason: 'negotiation' });
-      this.#log.warn({ err: e.message }, 'bad connection start');
+      logIncident(this.#log, 'warn', 'bad-connection-start', { err: e.message }, 'bad connection start');
       this.#client.write(d.handler.fatalError('protocol', 'invalid connection start'));
     }
     this.destroy(upstream ? 'upstream_error' : 'protocol_error', e.message);
@@ -177,7 +177,7 @@ export class ProxyConnection {
 
   readonly #onAnomaly = (reason: string): void => {
     this.#deps.metrics.anomalies.inc({ protocol: this.#deps.handler.name, reason });
-    this.#log.warn({ reason }, 'protocol anomaly: decoding stopped for this session, bytes still forwarded');
+    logIncident(this.#log, 'warn', `protocol-anomaly-${reason}`, { reason }, 'protocol anomaly: decoding stopped for this session, bytes still forwarded');
   };
 
   readonly #onClientData = (chunk: Buffer): void => {
@@ -211,7 +211,7 @@ export class ProxyConnection {
   readonly #onDurable = (err?: Error): void => {
     if (err && !this.#deps.sink.accepting) {
       // on_cache_failure: block — the result is not released; the session is refused.
-      this.#log.error({ err: err.message }, 'cache cannot write and on_cache_failure is block: closing session');
+      logIncident(this.#log, 'error', 'cache-block', { err: err.message }, 'cache cannot write and on_cache_failure is block: closing session');
       this.#client.write(this.#deps.handler.fatalError('cache_unavailable', 'the audit cache cannot record this session'));
       this.destroy('cache_failure', err.message);
       return;
@@ -263,7 +263,7 @@ export class ProxyConnection {
 
   readonly #onServerError = (err: Error): void => {
     this.#deps.metrics.dbConnectionErrors.inc({ reason: 'io' });
-    this.#log.warn({ err: err.message }, 'database socket error');
+    logIncident(this.#log, 'warn', 'database-socket-error', { err: err.message }, 'database socket error');
     this.destroy('upstream_error', err.message);
   };
 
