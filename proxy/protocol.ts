@@ -22,7 +22,12 @@ export interface TrackerOptions {
   onAnomaly?: (reason: string) => void;
 }
 
-/** A tracker emits session_start (from `meta`, TLS already settled) when it is constructed. */
+/**
+ * A tracker emits session_start (timed at its construction, TLS already
+ * settled in `meta`) once it knows the connection is a session: at the
+ * startup message. A connection that is only a cancel request makes a
+ * single `cancel` event and no session events.
+ */
 export interface SessionTracker {
   /** Bytes the client sent, already forwarded to the server. */
   clientData(chunk: Buffer): void;

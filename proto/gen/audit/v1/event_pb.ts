@@ -107,7 +107,7 @@ export type AuditEvent = Message<"dbaudit.audit.v1.AuditEvent"> & {
   statement: string;
 
   /**
-   * READ, WRITE, DDL, ROLE, FUNCTION, MISC, COPY, TCL (pgaudit's classes).
+   * pgaudit's classes: READ, WRITE, FUNCTION, ROLE, DDL, MISC, MISC_SET.
    *
    * @generated from field: string statement_class = 14;
    */
