@@ -86,7 +86,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const creds = serverCredentials(config);
   const guard = opts.guard ?? guardFromConfig(config, metrics);
 
-  const store = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir));
+  const store = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir, { clock: opts.clock, logger, gatewayId: config.gateway.id }));
   await store.open();
 
   const clock = opts.clock;

@@ -1,5 +1,7 @@
 import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
+import type { Clock } from '../lib/clock.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
 
 /**
  * Where the gateway keeps events. Every backend stores an event at most
@@ -73,18 +75,31 @@ export interface Store {
   get(eventId: string): Promise<{ event: AuditEvent; raw: Uint8Array } | undefined>;
   /** Number of events held. */
   count(): Promise<number>;
-  /** Removes events whose time is before `micros`; returns how many. Backs `gateway.retention`. */
+  /**
+   * Removes events whose time is before `micros`; returns how many. Backs `gateway.retention`.
+   * A partitioned backend (PostgreSQL) removes whole partitions only, so events of the
+   * partition that holds `micros` stay until it is wholly before the cutoff.
+   */
   deleteBefore?(micros: number): Promise<number>;
 }
 
-/** The backend `gateway.store` names: "embedded" (RocksDB under data_dir) or, later, a postgres:// URL. */
-export async function createStore(spec: string, dataDir: string): Promise<Store> {
+/** What a backend may use besides its spec: time (partitions made ahead), logs, the gateway's id. */
+export interface StoreContext {
+  clock?: Clock;
+  logger?: Logger;
+  gatewayId?: string;
+}
+
+/** The backend `gateway.store` names: "embedded" (RocksDB under data_dir) or a postgres:// URL (shared by gateway replicas). */
+export async function createStore(spec: string, dataDir: string, ctx: StoreContext = {}): Promise<Store> {
   if (spec === 'embedded' || spec === '') {
     const { EmbeddedStore } = await import('./store-embedded.js');
     return new EmbeddedStore(dataDir);
   }
   if (/^postgres(ql)?:\/\//.test(spec)) {
-    throw new AuditError(ErrorCode.Config, 'config gateway.store: the PostgreSQL store backend is not available yet; use "embedded"');
+    const { PostgresStore } = await import('./store-postgres.js');
+    return new PostgresStore(spec, ctx);
   }
-  throw new AuditError(ErrorCode.Config, `config gateway.store: invalid value ${JSON.stringify(spec)}; expected "embedded" or a postgres:// URL`);
+  // Not echoed whole: a mistyped URL may still carry a password.
+  throw new AuditError(ErrorCode.Config, `config gateway.store: invalid value ${JSON.stringify(spec.replace(/:[^:@/]*@/, ':***@'))}; expected "embedded" or a postgres:// URL`);
 }

@@ -1,0 +1,323 @@
+import pg from 'pg';
+import { fromBinary } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
+import { systemClock, type Clock } from '../lib/clock.js';
+import { AuditError, ErrorCode } from '../lib/errors.js';
+import { silentLogger, type Logger } from '../lib/log.js';
+import { isUuid } from '../lib/uuid.js';
+import { COUNT_SHARDS, dayOfMs, dayOfPartition, partDay, partitionName } from './migrations/postgres.js';
+import { dropBefore, ensurePartitions, listPartitions, migrate } from './store-postgres-schema.js';
+import type { PutResult, SearchFilter, Store, StoredEvent } from './store.js';
+
+/**
+ * The PostgreSQL store (`gateway.store: postgres://…`): several gateway
+ * replicas share one database and dedup holds across them, because an
+ * event_id is unique in the table itself (see migrations/postgres.ts for
+ * the partitioning that keeps it so) and every put is one
+ * `INSERT … ON CONFLICT DO NOTHING RETURNING` statement: what it returns is
+ * what this call stored; a put resolves once that statement has committed.
+ * The schema is created and migrated at open; daily partitions are made
+ * ahead (yesterday to two days on) and on demand for older or later days.
+ *
+ * The password: give it in PGPASSWORD or ~/.pgpass (PGPASSFILE) rather than
+ * in the URL; either way it never appears in an error or a log line.
+ */
+
+export interface PostgresStoreOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Recorded in dropped_partitions.dropped_by (gateway.id). */
+  gatewayId?: string;
+  /** Pool size (default 10). */
+  poolMax?: number;
+}
+
+/** Text columns cannot hold NUL: U+E000 escapes itself and NUL, one to one (the raw bytes keep the truth). */
+const ESC = '\uE000';
+function col(s: string): string {
+  if (!s.includes('\0') && !s.includes(ESC)) return s;
+  return s.replaceAll(ESC, ESC + ESC).replaceAll('\0', ESC + '0');
+}
+
+function likePattern(needle: string): string {
+  return '%' + col(needle).replace(/[\\%_]/g, (c) => '\\' + c) + '%';
+}
+
+const INSERT_SQL = `
+WITH ins AS (
+  INSERT INTO events (event_id, part_day, time_us, kind, user_name, database_name, session_id, collector_id, epoch, seq, statement, delivered_by, received_at, raw)
+  SELECT t.event_id, t.part_day, t.time_us, t.kind, t.user_name, t.database_name, t.session_id, t.collector_id, t.epoch, t.seq, t.statement,
+         t.delivered_by, to_timestamp(t.received_ms / 1000.0), t.raw
+  FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::numeric[],
+              $11::text[], $12::text[], $13::float8[], $14::bytea[])
+       AS t(event_id, part_day, time_us, kind, user_name, database_name, session_id, collector_id, epoch, seq, statement, delivered_by, received_ms, raw)
+  ORDER BY t.part_day, t.event_id
+  ON CONFLICT (event_id, part_day) DO NOTHING
+  RETURNING event_id
+), bump AS (
+  UPDATE event_count SET n = n + (SELECT count(*) FROM ins) WHERE shard = $15 AND EXISTS (SELECT 1 FROM ins)
+)
+SELECT event_id::text AS id FROM ins`;
+
+const SELECT_COLUMNS = `raw, delivered_by, round(extract(epoch FROM received_at) * 1000)::text AS received_ms`;
+
+interface Row {
+  raw: Buffer;
+  delivered_by: string;
+  received_ms: string;
+}
+
+function toEvent(row: Row): AuditEvent {
+  const ev = fromBinary(AuditEventSchema, row.raw);
+  ev.deliveredBy = row.delivered_by;
+  ev.receivedAt = timestampFromMs(Number(row.received_ms));
+  return ev;
+}
+
+/** SQLSTATEs worth one more try: no partition for the row (made meanwhile or dropped), deadlock, serialization. */
+const RETRY = new Set(['23514', '40P01', '40001']);
+const MAX_TRIES = 4;
+
+export class PostgresStore implements Store {
+  readonly kind = 'postgres';
+  readonly #url: string;
+  readonly #safeUrl: string;
+  readonly #password: string;
+  readonly #opts: PostgresStoreOptions;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  #pool: pg.Pool | undefined;
+  #closed = false;
+  readonly #busy = new Set<Promise<unknown>>();
+  /** Days that have a partition, as far as this gateway knows. */
+  readonly #days = new Set<number>();
+  #shard = Math.floor(Math.random() * COUNT_SHARDS);
+
+  constructor(url: string, opts: PostgresStoreOptions = {}) {
+    this.#url = url;
+    this.#opts = opts;
+    this.#clock = opts.clock ?? systemClock;
+    this.#log = opts.logger ?? silentLogger;
+    let password = '';
+    let safe = 'postgres://…';
+    try {
+      const u = new URL(url);
+      password = decodeURIComponent(u.password);
+      if (u.password) u.password = '***';
+      safe = u.toString();
+    } catch {
+      // an unparsable URL is reported by open() without echoing it
+    }
+    this.#password = password;
+    this.#safeUrl = safe;
+  }
+
+  /** The URL with its password replaced by ***, for logs. */
+  get safeUrl(): string {
+    return this.#safeUrl;
+  }
+
+  async open(): Promise<void> {
+    if (this.#pool) return;
+    if (this.#closed) throw new AuditError(ErrorCode.Closed, 'the store is closed');
+    let durable = true;
+    try {
+      const client = new pg.Client({ connectionString: this.#url, application_name: 'dbaudit-gateway' });
+      await client.connect();
+      try {
+        await migrate(client, this.#log);
+        const today = dayOfMs(this.#clock.now());
+        await ensurePartitions(client, [today - 1, today, today + 1, today + 2]);
+        await this.#loadDays(client);
+        durable = (await client.query<{ v: string }>(`SELECT current_setting('synchronous_commit') AS v`)).rows[0]?.v !== 'off';
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    } catch (err) {
+      throw this.#error(err, `cannot open the PostgreSQL store ${this.#safeUrl}`);
+    }
+    // "durable = committed": never run with synchronous_commit=off, whatever the server's default.
+    const pool = new pg.Pool({
+      connectionString: this.#url,
+      max: this.#opts.poolMax ?? 10,
+      application_name: 'dbaudit-gateway',
+      ...(durable ? {} : { options: '-c synchronous_commit=on' }),
+    });
+    pool.on('error', (err) => this.#log.warn({ err: this.#scrub(err.message) }, 'idle PostgreSQL store connection failed'));
+    this.#pool = pool;
+    this.#log.info({ store: this.#safeUrl, partitions: this.#days.size }, 'PostgreSQL store opened');
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    while (this.#busy.size > 0) await Promise.allSettled([...this.#busy]);
+    const pool = this.#pool;
+    this.#pool = undefined;
+    await pool?.end();
+  }
+
+  put(events: readonly StoredEvent[]): Promise<PutResult> {
+    if (events.length === 0) return Promise.resolve({ stored: 0, duplicates: 0, fresh: [] });
+    return this.#track('store write failed', (pool) => this.#put(pool, events));
+  }
+
+  search(filter: SearchFilter): Promise<AuditEvent[]> {
+    return this.#track('search failed', async (pool) => {
+      const params: unknown[] = [];
+      const p = (v: unknown): string => {
+        params.push(v);
+        return `$${params.length}`;
+      };
+      const where: string[] = [];
+      if (filter.sinceMicros !== undefined && filter.sinceMicros > 0) where.push(`time_us >= ${p(Math.floor(filter.sinceMicros))}`);
+      if (filter.untilMicros !== undefined) where.push(`time_us < ${p(Math.ceil(filter.untilMicros))}`);
+      if (filter.user) where.push(`user_name = ${p(col(filter.user))}`);
+      if (filter.database) where.push(`database_name = ${p(col(filter.database))}`);
+      if (filter.sessionId) where.push(`session_id = ${p(col(filter.sessionId))}`);
+      if (filter.kind) where.push(`kind = ${p(col(filter.kind))}`);
+      if (filter.collectorId) where.push(`collector_id = ${p(col(filter.collectorId))}`);
+      if (filter.text) where.push(`statement ILIKE ${p(likePattern(filter.text))}`);
+      const sql = `SELECT ${SELECT_COLUMNS} FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
+                   ORDER BY time_us DESC, event_id DESC LIMIT ${p(filter.limit)}`;
+      const r = await pool.query<Row>(sql, params);
+      return r.rows.map(toEvent);
+    });
+  }
+
+  get(eventId: string): Promise<{ event: AuditEvent; raw: Uint8Array } | undefined> {
+    return this.#track('get failed', async (pool) => {
+      if (!isUuid(eventId)) return undefined;
+      const r = await pool.query<Row>(`SELECT ${SELECT_COLUMNS} FROM events WHERE event_id = $1 AND part_day = $2`, [eventId, partDay(eventId)]);
+      const row = r.rows[0];
+      return row ? { event: toEvent(row), raw: Buffer.from(row.raw) } : undefined;
+    });
+  }
+
+  count(): Promise<number> {
+    return this.#track('count failed', async (pool) => {
+      const r = await pool.query<{ n: string | null }>('SELECT sum(n)::text AS n FROM event_count');
+      return Number(r.rows[0]?.n ?? 0);
+    });
+  }
+
+  /**
+   * Retention: drops the daily partitions wholly before `micros` (whole
+   * partitions only: events of the day that holds the cutoff stay until
+   * that day is wholly past) and trims the overflow partition; records each
+   * drop in dropped_partitions. Also makes the partitions ahead.
+   */
+  deleteBefore(micros: number): Promise<number> {
+    return this.#track('retention failed', async (pool) => {
+      const client = await pool.connect();
+      try {
+        const today = dayOfMs(this.#clock.now());
+        await ensurePartitions(client, [today, today + 1, today + 2]);
+        const r = await dropBefore(client, micros, this.#opts.gatewayId ?? '', this.#log);
+        if (r.dropped.length > 0) this.#log.info({ partitions: r.dropped, removed: r.removed }, 'retention dropped partitions');
+        await this.#loadDays(client);
+        return r.removed;
+      } finally {
+        client.release();
+      }
+    });
+  }
+
+  async #put(pool: pg.Pool, events: readonly StoredEvent[]): Promise<PutResult> {
+    // First occurrence of each id is the candidate; later repeats in the call are duplicates.
+    const first = new Map<string, number>();
+    events.forEach((ev, i) => {
+      if (!first.has(ev.eventId)) first.set(ev.eventId, i);
+    });
+    const rows = [...first.values()].map((i) => events[i]);
+    const days = rows.map((ev) => partDay(ev.eventId));
+    const cols = {
+      ids: rows.map((ev) => ev.eventId),
+      times: rows.map((ev) => String(Math.floor(ev.timeMicros))),
+      kinds: rows.map((ev) => col(ev.event.kind)),
+      users: rows.map((ev) => col(ev.event.user)),
+      dbs: rows.map((ev) => col(ev.event.database)),
+      sessions: rows.map((ev) => col(ev.event.sessionId)),
+      collectors: rows.map((ev) => col(ev.event.collectorId)),
+      epochs: rows.map((ev) => col(ev.event.epoch)),
+      seqs: rows.map((ev) => ev.event.seq.toString()),
+      statements: rows.map((ev) => col(ev.event.statement)),
+      delivered: rows.map((ev) => col(ev.deliveredBy)),
+      received: rows.map((ev) => ev.receivedAtMs),
+      raws: rows.map((ev) => Buffer.from(ev.raw.buffer, ev.raw.byteOffset, ev.raw.byteLength)),
+    };
+    let inserted: Set<string> | undefined;
+    for (let attempt = 1; inserted === undefined; attempt++) {
+      const missing = days.filter((d) => d > 0 && !this.#days.has(d));
+      if (missing.length > 0) await this.#ensure(pool, missing);
+      try {
+        const shard = this.#shard;
+        this.#shard = (this.#shard + 1) % COUNT_SHARDS;
+        const r = await pool.query<{ id: string }>(INSERT_SQL, [
+          cols.ids, days, cols.times, cols.kinds, cols.users, cols.dbs, cols.sessions, cols.collectors, cols.epochs, cols.seqs,
+          cols.statements, cols.delivered, cols.received, cols.raws, shard,
+        ]);
+        inserted = new Set(r.rows.map((row) => row.id));
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (attempt >= MAX_TRIES || typeof code !== 'string' || !RETRY.has(code)) throw err;
+        if (code === '23514') this.#days.clear(); // a partition went away (retention elsewhere): make what is missing again
+      }
+    }
+    const fresh: number[] = [];
+    for (const [id, i] of first) if (inserted.has(id)) fresh.push(i);
+    fresh.sort((a, b) => a - b);
+    return { stored: fresh.length, duplicates: events.length - fresh.length, fresh };
+  }
+
+  async #ensure(pool: pg.Pool, days: number[]): Promise<void> {
+    const client = await pool.connect();
+    try {
+      await ensurePartitions(client, days);
+      await this.#loadDays(client);
+    } finally {
+      client.release();
+    }
+    for (const d of days) if (!this.#days.has(d)) throw new AuditError(ErrorCode.Store, `partition ${partitionName(d)} could not be created`);
+  }
+
+  async #loadDays(client: pg.ClientBase): Promise<void> {
+    const names = await listPartitions(client);
+    this.#days.clear();
+    for (const n of names) {
+      const day = dayOfPartition(n);
+      if (day !== undefined) this.#days.add(day);
+    }
+  }
+
+  /** Runs `work` on the open pool, counted for close(), with errors as DBA_STORE (password scrubbed). */
+  #track<T>(what: string, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new AuditError(ErrorCode.Closed, 'the store is closed'));
+    const pool = this.#pool;
+    if (!pool) return Promise.reject(new AuditError(ErrorCode.Store, 'the store is not open'));
+    const p = work(pool).catch((err: unknown) => {
+      throw this.#error(err, what);
+    });
+    this.#busy.add(p);
+    const done = (): void => {
+      this.#busy.delete(p);
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  #scrub(text: string): string {
+    let out = text;
+    if (this.#password) out = out.split(this.#password).join('***');
+    return out.split(this.#url).join(this.#safeUrl);
+  }
+
+  #error(err: unknown, context: string): AuditError {
+    if (err instanceof AuditError) return err;
+    const text = this.#scrub(err instanceof Error ? err.message : String(err));
+    const code = (err as { code?: unknown }).code;
+    const state = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : '';
+    return new AuditError(ErrorCode.Store, `${context}: ${text}${state}`, { cause: err });
+  }
+}
