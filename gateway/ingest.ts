@@ -5,7 +5,7 @@ import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import { BatchAckSchema, type BatchAck, type EventBatch } from '../proto/gen/audit/v1/ingest_pb.js';
 import { httpStatusOf, ingestDefinition } from '../lib/grpc.js';
 import type { GatewayMetrics } from '../lib/metrics.js';
-import type { Logger } from '../lib/log.js';
+import { logIncident, type Logger } from '../lib/log.js';
 import type { CallGuard } from './auth.js';
 import type { Store } from './store.js';
 import { rejectionSummary, validateBatch } from './validate.js';
@@ -165,7 +165,7 @@ export class IngestHandler {
 
   async #malformed(batch: MalformedBatch, log: Logger): Promise<Outcome> {
     this.#opts.metrics.eventsRejected.inc({ reason: 'batch_decode' });
-    log.warn({ error: batch.message }, 'undecodable batch');
+    logIncident(log, 'warn', 'ingest-undecodable-batch', { error: batch.message }, 'undecodable batch');
     return {
       status: { code: grpc.status.INVALID_ARGUMENT, details: `the message is not a valid EventBatch (${batch.message})`, metadata: new grpc.Metadata() },
     };
@@ -175,7 +175,7 @@ export class IngestHandler {
     const { metrics, store } = this.#opts;
     if (batch.events.length > MAX_BATCH_EVENTS) {
       metrics.eventsRejected.inc({ reason: 'batch_too_large' });
-      log.warn({ batch: String(batch.batchId), events: batch.events.length }, 'batch too large');
+      logIncident(log, 'warn', 'ingest-batch-too-large', { batch: String(batch.batchId), events: batch.events.length }, 'batch too large');
       return {
         status: {
           code: grpc.status.RESOURCE_EXHAUSTED,
@@ -188,7 +188,7 @@ export class IngestHandler {
     const deliveredBy = identity || batch.collectorId;
     const { accepted, rejected } = validateBatch(batch, deliveredBy, receivedAt);
     for (const r of rejected) metrics.eventsRejected.inc({ reason: r.reason });
-    if (rejected.length > 0) log.warn({ batch: String(batch.batchId), rejected: rejected.length, first: rejected[0].message }, 'events rejected');
+    if (rejected.length > 0) logIncident(log, 'warn', 'ingest-events-rejected', { batch: String(batch.batchId), rejected: rejected.length, first: rejected[0].message }, 'events rejected');
     let stored = 0;
     let duplicates = 0;
     const fresh: AuditEvent[] = [];

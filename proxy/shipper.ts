@@ -4,7 +4,7 @@ import type { EventCache, CachedRecord } from '../cache/wal.js';
 import { RateLimiter } from '../cache/rate.js';
 import type { Clock } from '../lib/clock.js';
 import { httpStatusOf, IngestClient, MAX_MESSAGE_BYTES } from '../lib/grpc.js';
-import type { Logger } from '../lib/log.js';
+import { logIncident, type Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
 import { EventBatchSchema, type BatchAck } from '../proto/gen/audit/v1/ingest_pb.js';
 
@@ -282,7 +282,7 @@ export class Shipper {
         // Jitter in the upper half, so replicas that lost the same gateway do not return in lockstep.
         delay = serverDelayMs ?? base / 2 + Math.random() * (base / 2);
       }
-      o.logger.warn({ err: message, attempt: this.#attempts, retryInMs: Math.round(delay) }, 'gateway unavailable; events stay in the cache');
+      logIncident(o.logger, 'warn', 'gateway-unavailable', { err: message, attempt: this.#attempts, retryInMs: Math.round(delay) }, 'gateway unavailable; events stay in the cache');
     }
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
     this.#retryTimer.unref();
