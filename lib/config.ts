@@ -81,6 +81,20 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'gateway.tls.cert_file', kind: 'string', help: 'gateway certificate' },
   { key: 'gateway.tls.key_file', kind: 'string', help: 'gateway key' },
   { key: 'gateway.tls.client_ca_file', kind: 'string', help: 'CA that signs client certificates (mutual TLS)' },
+  { key: 'gateway.replication.cache_dir', kind: 'string', help: 'replication cache directory (default: <data_dir>/replication)' },
+  { key: 'gateway.replication.key_file', kind: 'string', help: 'file holding the 32-byte replication cache key (base64 or hex)' },
+  { key: 'gateway.replication.key_env', kind: 'string', default: 'DBAUDIT_REPLICATION_KEY', help: 'environment variable holding the replication cache key' },
+  { key: 'gateway.replication.max_size', kind: 'size', default: '10GB', help: 'replication cache bound; oldest unreplicated events are dropped (and counted) beyond it' },
+  { key: 'gateway.replication.max_age', kind: 'duration', default: '168h', help: 'unreplicated events older than this are dropped (0: keep)' },
+  { key: 'gateway.replication.batch_size', kind: 'int', default: 512, min: 1, help: 'events per batch sent to the peer' },
+  { key: 'gateway.replication.rate_limit', kind: 'int', default: 10000, min: 1, help: 'events per second replayed to the peer after an outage' },
+  { key: 'gateway.replication.retry.initial_delay', kind: 'duration', default: '1s', help: 'first retry delay toward the peer' },
+  { key: 'gateway.replication.retry.max_delay', kind: 'duration', default: '30s', help: 'longest retry delay toward the peer' },
+  { key: 'gateway.replication.retry.max_attempts', kind: 'int', default: 3, min: 1, help: 'attempts on one peer endpoint before trying the next in replicate_to' },
+  { key: 'gateway.replication.token_file', kind: 'string', help: 'file holding the bearer token presented to the peer gateway' },
+  { key: 'gateway.replication.tls.ca_file', kind: 'string', help: 'CA bundle that signs the peer gateway certificate' },
+  { key: 'gateway.replication.tls.cert_file', kind: 'string', help: 'client certificate toward the peer (mutual TLS)' },
+  { key: 'gateway.replication.tls.key_file', kind: 'string', help: 'client key toward the peer (mutual TLS)' },
   { key: 'log.level', kind: 'string', default: 'info', allowed: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], flags: ['log-level'], help: 'log level' },
 ];
 
@@ -119,6 +133,21 @@ export interface Config {
     replicate_to: string[];
     token_file?: string;
     tls: { cert_file?: string; key_file?: string; client_ca_file?: string };
+    /** DR replication toward gateway.replicate_to (gateway/replicate.ts). */
+    replication: {
+      cache_dir?: string;
+      key_file?: string;
+      key_env: string;
+      /** Bytes. */
+      max_size: number;
+      /** Milliseconds. */
+      max_age: number;
+      batch_size: number;
+      rate_limit: number;
+      retry: { initial_delay: number; max_delay: number; max_attempts: number };
+      token_file?: string;
+      tls: { ca_file?: string; cert_file?: string; key_file?: string };
+    };
   };
   log: { level: string };
 }
