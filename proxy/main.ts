@@ -15,6 +15,8 @@ commands:
   demo      embedded PostgreSQL + gateway + proxy, printing events live
   cache     inspect a local event cache (dbaudit cache inspect --cache-dir DIR)
   keygen    print a new random 32-byte cache key (base64)
+  inject    add the dbaudit sidecar to Kubernetes YAML (stdin → stdout) by pod annotations
+  webhook   Kubernetes mutating admission webhook (HTTPS) that injects the sidecar
   version   print the version
 
 Every command takes --config FILE (YAML). Run 'dbaudit <command> --help' for its keys,
@@ -89,6 +91,24 @@ async function main(args: string[]): Promise<number> {
     case 'cache': {
       const { runCacheCommand } = await import('../cache/inspect.js');
       return runCacheCommand(argv, process.env);
+    }
+    case 'inject': {
+      if (wantsHelp(argv)) {
+        process.stdout.write('dbaudit inject [--image IMAGE] < workloads.yaml > injected.yaml\n\nAdds the dbaudit sidecar to Pods, Deployments, StatefulSets (and Lists, multi-document streams)\nwhose pod template is annotated dbaudit.io/inject: "true" (with dbaudit.io/upstream host:port,\ndbaudit.io/protocol postgres|mysql, optional dbaudit.io/config-secret). Idempotent.\n');
+        return 0;
+      }
+      const { runInjectCommand } = await import('./inject.js');
+      return runInjectCommand(argv, process.stdin, process.stdout, process.env);
+    }
+    case 'webhook': {
+      const { startWebhook, webhookOptions, WEBHOOK_USAGE } = await import('./webhook.js');
+      if (wantsHelp(argv)) return process.stdout.write(WEBHOOK_USAGE), 0;
+      const opts = webhookOptions(argv, process.env);
+      const logger = createLogger(opts.logLevel);
+      const handle = await startWebhook({ ...opts, logger });
+      logger.info({ listen: handle.address }, 'dbaudit webhook started');
+      onSignals(logger, () => handle.close());
+      return -1;
     }
     case 'keygen':
       process.stdout.write(randomBytes(32).toString('base64') + '\n');
