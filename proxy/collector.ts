@@ -11,6 +11,7 @@ import { EventKind, makeEvent, newSessionMeta } from './events.js';
 import { CollectorHealth } from './health.js';
 import { ProxyListener } from './listener.js';
 import { EventPipeline } from './pipeline.js';
+import { mysqlHandler } from './mysql/handler.js';
 import { postgresHandler } from './postgres/handler.js';
 import type { ProtocolHandler } from './protocol-handler.js';
 import { Shipper } from './shipper.js';
@@ -28,8 +29,7 @@ export interface CollectorHandle {
 }
 
 function handlerFor(protocol: Config['collector']['protocol']): ProtocolHandler {
-  if (protocol === 'mysql') throw new AuditError(ErrorCode.Config, 'config collector.protocol: "mysql" is not available in this build yet; use "postgres"');
-  return postgresHandler;
+  return protocol === 'mysql' ? mysqlHandler : postgresHandler;
 }
 
 /** Starts a whole collector: cache, pipeline, shipper, proxy listener and the HTTP endpoints. */
@@ -47,6 +47,8 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     maxAgeMs: c.cache.max_age,
     keyring,
     commitIntervalMs: c.cache.sync.commit_interval,
+    durability: c.cache.durability,
+    fsyncIntervalMs: c.cache.fsync_interval,
     clock,
     logger: logger.child({ component: 'cache' }),
     metrics,
@@ -84,6 +86,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
   pipeline = new EventPipeline({ cache, collectorId: c.id, clock, logger: logger.child({ component: 'pipeline' }), metrics, onCacheFailure: config.audit.on_cache_failure, onDurable: () => shipper.notify() });
 
   const handler = handlerFor(c.protocol);
+  if (c.protocol === 'mysql' && !c.tls.cert_file) logger.info('mysql: no collector.tls certificate, so CLIENT_SSL is cleared from the greeting and clients continue in plain text on the local hop');
   const listener = new ProxyListener({ config, handler, sink: pipeline, clock, logger: logger.child({ component: 'proxy' }), metrics });
   const address = await listener.listen(c.listen);
   shipper.start();

@@ -1,0 +1,86 @@
+import type { Clock } from '../../lib/clock.js';
+import { redactSql, type RedactMode } from '../../lib/redact.js';
+import { EventKind, makeEvent, type AuditEvent, type SessionMeta } from '../events.js';
+import { StatementText } from '../postgres/pending.js';
+import { classifyMysql } from './classify.js';
+
+export { StatementText };
+
+/** Why a statement event carries no server result. */
+export const Unfinished = {
+  ConnectionClosed: 'connection_closed',
+  DecodingStopped: 'decoding_stopped',
+} as const;
+
+/** The server's error for a statement event. */
+export interface StatementError {
+  readonly code: number;
+  readonly sqlstate: string;
+  readonly message: string;
+}
+
+/**
+ * Turns MySQL statement text into what the audit keeps (redacted in
+ * MySQL's lexical rules, cut to `maxBytes` at a character boundary,
+ * classified) and builds statement events. Knows nothing of the wire.
+ */
+export class MysqlStatementRecorder {
+  readonly #mode: RedactMode;
+  readonly #maxBytes: number;
+  readonly #clock: Clock;
+  readonly #emit: (ev: AuditEvent) => void;
+  readonly #logParameters: boolean;
+
+  constructor(mode: RedactMode, maxBytes: number, clock: Clock, emit: (ev: AuditEvent) => void, logParameters: boolean) {
+    this.#mode = mode;
+    this.#maxBytes = maxBytes > 0 ? maxBytes : 0;
+    this.#clock = clock;
+    this.#emit = emit;
+    this.#logParameters = logParameters;
+  }
+
+  /** `sql` as sent, `bytes` its UTF-8 length (or -1 to measure it). */
+  text(sql: string, bytes: number): StatementText {
+    const length = bytes >= 0 ? bytes : Buffer.byteLength(sql);
+    const redacted = redactSql(sql, this.#mode, 'mysql');
+    const cls = classifyMysql(sql);
+    const max = this.#maxBytes;
+    if (redacted.length * 3 <= max) return new StatementText(redacted, length, false, cls);
+    const buf = Buffer.from(redacted, 'utf8');
+    if (buf.length <= max) return new StatementText(redacted, length, false, cls);
+    let cut = max;
+    while (cut > 0 && (buf[cut] & 0xc0) === 0x80) cut--;
+    return new StatementText(buf.toString('utf8', 0, cut), length, true, cls);
+  }
+
+  /**
+   * One statement event. `timeMs`/`mono`: when the client sent it; `tag`:
+   * the command on success; `err`: the server's error; `unfinished`: why
+   * there is no result (then `err` is null); `detail`: extra facts
+   * (last insert id, warnings, LOAD DATA bytes).
+   */
+  emit(meta: SessionMeta, st: StatementText, preparedName: string, params: string[] | null, timeMs: number, mono: number, tag: string, rows: number, err: StatementError | null, unfinished: string, detail: string): void {
+    const ev = makeEvent(EventKind.Statement, meta, timeMs);
+    ev.statement = st.text;
+    ev.statementClass = st.cls;
+    ev.statementLength = BigInt(st.length);
+    ev.statementTruncated = st.truncated;
+    ev.preparedName = preparedName;
+    ev.commandTag = tag;
+    ev.rows = BigInt(rows > 0 ? rows : 0);
+    const d = this.#clock.monoMicros() - mono;
+    ev.durationUs = BigInt(d > 0 ? Math.round(d) : 0);
+    if (params !== null && this.#logParameters) ev.parameters = params;
+    if (err !== null) {
+      ev.errorCode = String(err.code);
+      ev.sqlstate = err.sqlstate;
+      ev.errorMessage = err.message;
+      ev.errorSeverity = 'ERROR';
+    } else if (unfinished !== '') {
+      ev.reason = unfinished;
+      ev.errorMessage = unfinished === Unfinished.ConnectionClosed ? 'connection closed before completion' : 'outcome unknown: decoding stopped';
+    }
+    ev.detail = detail;
+    this.#emit(ev);
+  }
+}
