@@ -375,8 +375,10 @@ export class CommandFlow {
         // The last result takes the rest of the text (whatever the splitter made of it).
         const whole = !more && h.cursor === 0;
         const text = whole ? h.sql : more ? span : h.sql.slice(h.spanStart);
-        this.#rec.emit(this.#opts.meta, this.#rec.text(text, whole ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, commandOf(text), h.acc + rows, null, '', detail);
+        if (h.infilePackets > 0) detail = joinDetail(`load_data_bytes=${h.infileBytes} load_data_packets=${h.infilePackets}`, detail);
+        // A USE is recorded with the database it switched to (as server_audit logs it).
         if (!resultSet) this.#afterUse(text);
+        this.#rec.emit(this.#opts.meta, this.#rec.text(text, whole ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, commandOf(text), h.acc + rows, null, '', detail);
         h.acc = 0;
         h.rows = 0;
         if (more) {
