@@ -11,6 +11,7 @@ import { guardFromConfig, type CallGuard } from './auth.js';
 import { serverCredentials } from './credentials.js';
 import { IngestHandler, ingestServerDefinition } from './ingest.js';
 import { QueryHandler } from './query.js';
+import { replicationGuard, startReplication, type Replication } from './replicate.js';
 import { startRetention } from './retention.js';
 import { createStore, type Store } from './store.js';
 
@@ -40,6 +41,8 @@ export interface GatewayHandle {
   readonly address: string;
   readonly store: Store;
   readonly metrics: GatewayMetrics;
+  /** DR replication toward gateway.replicate_to (its status is the ReplicationStatus of run.ts); undefined when not configured. */
+  readonly replication?: Replication;
   /** The retention sweep run at start (resolved at once when gateway.retention is 0). */
   readonly retentionSwept: Promise<void>;
   /** Stops accepting, answers the batches already received, then closes the store. */
@@ -84,10 +87,21 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const listen = parseAddress(config.gateway.listen);
   if (!listen) throw new AuditError(ErrorCode.Config, `config gateway.listen: invalid value ${JSON.stringify(config.gateway.listen)}; expected host:port`);
   const creds = serverCredentials(config);
-  const guard = opts.guard ?? guardFromConfig(config, metrics);
+  // Streams marked as DR replication are named replication:<peer>, so what they deliver is not replicated again.
+  const guard = replicationGuard(opts.guard ?? guardFromConfig(config, metrics));
 
-  const store = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir, { clock: opts.clock, logger, gatewayId: config.gateway.id }));
-  await store.open();
+  const backend = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir, { clock: opts.clock, logger, gatewayId: config.gateway.id }));
+  await backend.open();
+  let replication: Replication | undefined;
+  if (config.gateway.replicate_to.length > 0) {
+    try {
+      replication = await startReplication({ config, store: backend, logger, metrics, clock: systemClock }); // real time: the shipper paces replay by it
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
+  }
+  const store = replication?.store ?? backend;
 
   const clock = opts.clock;
   const now = clock ? (): number => clock.now() : undefined;
@@ -102,6 +116,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     port = await bind(server, config.gateway.listen, creds);
   } catch (err) {
     server.forceShutdown();
+    await replication?.close();
     await store.close();
     throw AuditError.from(err, ErrorCode.Gateway, `cannot listen on ${config.gateway.listen}`);
   }
@@ -118,11 +133,12 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       server.forceShutdown();
       await shutdown;
       await retention.stop();
+      await replication?.close();
       await store.close();
       logger.info({ address }, 'gateway stopped');
     })();
     return closing;
   };
 
-  return { address, store, metrics, retentionSwept: retention.firstSweep, close };
+  return { address, store, metrics, replication, retentionSwept: retention.firstSweep, close };
 }
