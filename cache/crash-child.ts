@@ -27,6 +27,7 @@ const cache = await EventCache.open({
   keyring: new Keyring(key),
   commitIntervalMs: 1,
   writeBufferSize: 256 << 10,
+  durability: process.env.CRASH_DURABILITY === 'write' ? 'write' : 'fsync',
   onLoss: (l) => out(`l ${l.fromSeq} ${l.toSeq} ${l.reason}`),
 });
 out(`ready ${cache.epoch} ${cache.durableSeq}`);

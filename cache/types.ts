@@ -36,6 +36,16 @@ export interface CacheOptions {
   retryMaxMs?: number;
   /** RocksDB memtable size (default 4 MiB). */
   writeBufferSize?: number;
+  /**
+   * `fsync` (default): a group commit counts as durable once RocksDB's
+   * write-ahead log is synced; it survives a power loss.
+   * `write`: it counts once written to the log (the operating system holds
+   * it: it survives a crash or kill -9 of the process, not of the machine),
+   * and the log is synced in the background every `fsyncIntervalMs`.
+   */
+  durability?: 'fsync' | 'write';
+  /** Background sync period in `write` durability (default 200 ms). */
+  fsyncIntervalMs?: number;
 }
 
 export interface CachedRecord {

@@ -42,6 +42,7 @@ export class EventCache {
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #tickTimer: NodeJS.Timeout | undefined;
+  #syncTimer: NodeJS.Timeout | undefined;
   #failures = 0;
   /** The batch at the front of #pending whose write failed: did it land after all? */
   #failed: { commit: number; count: number; evicted: bigint[]; losses: Loss[] } | undefined;
@@ -180,6 +181,8 @@ export class EventCache {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#tickTimer);
+      clearTimeout(this.#syncTimer);
+      this.#syncTimer = undefined;
       const failure: unknown = await this.flush().then(() => undefined, (err: unknown) => err ?? new Error('flush failed'));
       this.#closed = true;
       clearTimeout(this.#timer);
@@ -192,6 +195,9 @@ export class EventCache {
         const unreported = this.#losses.undelivered(this.#meta.unreported);
         if (db && this.#writable && unreported.length < this.#meta.unreported.length) {
           await db.write(planRemoval(this.#meta, [], false, unreported).ops, true).catch(() => undefined); // delivered: not again after restart
+        }
+        if (db && this.#writable && !this.#syncEachCommit) {
+          await db.write([{ type: 'put', key: META_KEY, value: encodeMeta(this.#meta) }], true).catch(() => undefined); // sync what was only written
         }
         await db?.close();
       });
@@ -244,7 +250,7 @@ export class EventCache {
       const db = this.#db;
       if (!db || this.#dbReadOnly) throw new AuditError(ErrorCode.Cache, 'cache database is not open for writing');
       plan = await planCommit(db, this.#meta, batch, this.#opts.maxBytes, this.#losses.undelivered(this.#meta.unreported));
-      await db.write(plan.ops, true);
+      await db.write(plan.ops, this.#syncEachCommit);
     } catch (err) {
       this.#pending.settle(batch, true);
       if (plan === undefined && isCorruption(err)) throw err; // a damaged read while planning: #run repairs, then commits again
@@ -259,7 +265,26 @@ export class EventCache {
     if (!this.#oldest && keep.length) this.#oldest = { seq: keep[0].seq, timeMs: keep[0].timeMs };
     this.#durable(batch, keep, plan.losses);
     this.#publish();
+    if (!this.#syncEachCommit) this.#scheduleSync();
     return true;
+  }
+
+  get #syncEachCommit(): boolean {
+    return this.#opts.durability !== 'write';
+  }
+
+  /** `write` durability: sync the log soon, so a power loss can take at most one interval of records. */
+  #scheduleSync(): void {
+    if (this.#syncTimer || this.#closed) return;
+    this.#syncTimer = setTimeout(() => {
+      this.#syncTimer = undefined;
+      void this.#run(async () => {
+        const db = this.#db;
+        if (!db || this.#dbReadOnly || this.#closed) return;
+        await db.write([{ type: 'put', key: META_KEY, value: encodeMeta(this.#meta) }], true);
+      }).catch((err: unknown) => this.#log.warn({ err }, 'background sync of the cache log failed'));
+    }, this.#opts.fsyncIntervalMs ?? 200);
+    this.#syncTimer.unref();
   }
 
   #durable(batch: Pending[], kept: Pending[], losses: Loss[]): void {

@@ -57,6 +57,8 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.cache.encryption.read_key_files', kind: 'list', default: [], help: 'older keys still accepted for reading' },
   { key: 'collector.cache.sync.rate_limit', kind: 'int', default: 10000, min: 1, help: 'events per second replayed after reconnection' },
   { key: 'collector.cache.sync.order', kind: 'string', default: 'newest_first', allowed: ['newest_first', 'oldest_first'], help: 'replay order of the backlog' },
+  { key: 'collector.cache.durability', kind: 'string', default: 'fsync', allowed: ['fsync', 'write'], help: 'fsync: an event counts as cached (and its result is released) once the cache log is synced; write: once written to the log (survives a proxy crash, not a power loss), synced in the background' },
+  { key: 'collector.cache.fsync_interval', kind: 'duration', default: '200ms', help: 'background sync period with durability: write' },
   { key: 'collector.cache.sync.commit_interval', kind: 'duration', default: '0ms', help: 'extra wait to gather a group commit (0: commit as soon as the previous one is done)' },
   { key: 'collector.retry.max_attempts', kind: 'int', default: 10, min: 1, help: 'attempts on one gateway before failing over' },
   { key: 'collector.retry.initial_delay', kind: 'duration', default: '1s', help: 'first retry delay' },
@@ -115,6 +117,9 @@ export interface Config {
       max_size: number;
       /** Milliseconds. */
       max_age: number;
+      durability: 'fsync' | 'write';
+      /** Milliseconds. */
+      fsync_interval: number;
       encryption: { key_file?: string; key_env: string; read_key_files: string[] };
       sync: { rate_limit: number; order: 'newest_first' | 'oldest_first'; commit_interval: number };
     };
