@@ -1,6 +1,6 @@
-// `dbaudit webhook` as a child process over real HTTPS (a certificate from a
-// test CA, verified by the client as the API server verifies it against the
-// caBundle), sent real AdmissionReview v1 JSON; its JSONPatch applied with an
+// `dbaudit webhook` as a child process over real HTTPS (the certificate from
+// k8s/webhook-cert/make-cert.sh, verified for the Service's DNS name against
+// its CA as the API server verifies it against the caBundle), sent real AdmissionReview v1 JSON; its JSONPatch applied with an
 // independent RFC 6902 implementation and the result schema-validated.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -10,7 +10,7 @@ import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fastJsonPatch from 'fast-json-patch';
-import { makeTempDir, makeTlsFiles, needServer, skipUnless, type TempDir } from '../test/harness/index.js';
+import { makeTempDir, needServer, run, skipUnless, type TempDir } from '../test/harness/index.js';
 import { podTemplate, validateObject, type KObject } from '../test/k8s/kube.js';
 import { planAll, SIDECAR_NAME } from './inject.js';
 
@@ -78,7 +78,7 @@ describe('dbaudit webhook over HTTPS', { skip: skipUnless('openssl') }, () => {
   function post(path: string, body: string, method = 'POST'): Promise<{ status: number; body: string }> {
     const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
     return new Promise((resolve, reject) => {
-      const req = https.request({ host, port, path, method, ca, servername: 'localhost', headers: { 'content-type': 'application/json' } }, (res) => {
+      const req = https.request({ host, port, path, method, ca, servername: 'dbaudit-webhook.dbaudit.svc', headers: { 'content-type': 'application/json' } }, (res) => {
         let text = '';
         res.on('data', (b: Buffer) => (text += b.toString()));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
@@ -97,9 +97,11 @@ describe('dbaudit webhook over HTTPS', { skip: skipUnless('openssl') }, () => {
 
   before(async () => {
     dir = makeTempDir('dbaudit-webhook-');
-    const tls = await makeTlsFiles(join(dir.dir, 'tls'), { san: ['localhost', '127.0.0.1', 'dbaudit-webhook.dbaudit.svc'] });
-    ca = readFileSync(tls.caFile);
-    child = spawn(process.execPath, [BIN, 'webhook', '--listen', '127.0.0.1:0', '--tls-cert', tls.certFile, '--tls-key', tls.keyFile, '--image', 'dbaudit/collector:test'], {
+    // The certificate made exactly as k8s/README.md tells operators to make it.
+    const certDir = join(dir.dir, 'tls');
+    await run('bash', [join(import.meta.dirname, '../k8s/webhook-cert/make-cert.sh'), certDir, 'dbaudit', '2']);
+    ca = readFileSync(join(certDir, 'ca.crt'));
+    child = spawn(process.execPath, [BIN, 'webhook', '--listen', '127.0.0.1:0', '--tls-cert', join(certDir, 'tls.crt'), '--tls-key', join(certDir, 'tls.key'), '--image', 'dbaudit/collector:test'], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     child.stdout.on('data', (b: Buffer) => (output += b.toString()));
