@@ -18,6 +18,8 @@ export interface Greeting {
   /** MariaDB extended capabilities (0 when the server is MySQL). */
   readonly mariaCapabilities: number;
   readonly authPlugin: string;
+  /** The server's default character set (0 when absent). */
+  readonly charset: number;
   /** Payload offset of the lower capability bytes (for rewriting). */
   readonly capsLowAt: number;
   /** Payload offset of the upper capability bytes, -1 when absent. */
@@ -37,8 +39,10 @@ export function parseGreeting(buf: Buffer, start: number, end: number): Greeting
   let capsHighAt = -1;
   let maria = 0;
   let plugin = '';
+  let charset = 0;
   if (r.remaining > 0) {
-    r.skip(1 + 2); // charset, status
+    charset = r.uint8();
+    r.skip(2); // status
     capsHighAt = r.position - start;
     caps = (caps | (u16(r) << 16)) >>> 0;
     const authLen = r.uint8();
@@ -53,7 +57,7 @@ export function parseGreeting(buf: Buffer, start: number, end: number): Greeting
       plugin = buf.toString('latin1', at, nul >= 0 && nul < end ? nul : end);
     }
   }
-  return { protocolVersion: version, serverVersion, connectionId, capabilities: caps, mariaCapabilities: maria, authPlugin: plugin, capsLowAt, capsHighAt };
+  return { protocolVersion: version, serverVersion, connectionId, capabilities: caps, mariaCapabilities: maria, authPlugin: plugin, charset, capsLowAt, capsHighAt };
 }
 
 export interface HandshakeResponse {

@@ -2,8 +2,8 @@ import type { Duplex } from 'node:stream';
 import { AuditError, ErrorCode } from '../../lib/errors.js';
 import type { NegotiateContext, Negotiated } from '../protocol-handler.js';
 import { SocketReader } from '../wire/socket-reader.js';
-import { isSslRequest, parseGreeting, rewriteCapabilities, rewriteResponseCaps } from './handshake.js';
-import { Cap, Resp, SSL_REQUEST_LENGTH, UNOBSERVABLE_CAPS, packet } from './packets.js';
+import { isSslRequest, parseGreeting, rewriteCapabilities, rewriteResponseCaps, type Greeting } from './handshake.js';
+import { Cap, MAX_PACKET_PAYLOAD, Resp, SSL_REQUEST_LENGTH, UNOBSERVABLE_CAPS, errPacket, packet } from './packets.js';
 import { PhaseRelay } from './phase-relay.js';
 
 /** Largest connection-phase packet accepted (greeting, handshake response, auth data). */
@@ -42,6 +42,16 @@ export async function negotiateMysql(ctx: NegotiateContext): Promise<Negotiated>
   if (!serverSsl && (mode === 'require' || mode === 'verify-full')) {
     throw new AuditError(ErrorCode.Upstream, `database does not offer TLS but upstream_tls.mode is ${mode}`);
   }
+  // TLS toward the database first, before the client hears anything: a failure is then answered with an ERR of sequence 0.
+  let upstreamTls = false;
+  if (serverSsl && mode !== 'disable') {
+    const early = sreader.detach();
+    if (early.length > 0) throw new AuditError(ErrorCode.Upstream, 'database sent data before the TLS handshake');
+    server.write(packet(greeting[3] + 1, sslRequest(g)));
+    server = await ctx.upgradeServer(server);
+    upstreamTls = true;
+    sreader = new SocketReader(server);
+  }
   const offered = rewriteCapabilities(greeting.subarray(4), g, UNOBSERVABLE_CAPS | (ctx.serverTls ? 0 : Cap.Ssl), ctx.serverTls ? Cap.Ssl : 0);
   const greetingOut = packet(greeting[3], offered);
   client.write(greetingOut);
@@ -50,7 +60,10 @@ export async function negotiateMysql(ctx: NegotiateContext): Promise<Negotiated>
   let first = await readPacket(creader, ErrorCode.Protocol);
   let tls = false;
   if (isSslRequest(first, 4, first.length)) {
-    if (!ctx.serverTls) throw new AuditError(ErrorCode.Protocol, 'client sent an SSLRequest although TLS was not offered');
+    if (!ctx.serverTls) {
+      client.write(errPacket(first[3] + 1, 1043, '08S01', 'dbaudit: TLS was not offered'));
+      throw new AuditError(ErrorCode.Protocol, 'client sent an SSLRequest although TLS was not offered');
+    }
     const rest = creader.detach();
     client = await ctx.upgradeClient(client, rest);
     tls = true;
@@ -60,17 +73,6 @@ export async function negotiateMysql(ctx: NegotiateContext): Promise<Negotiated>
   if (first.length < 4 + SSL_REQUEST_LENGTH) throw new AuditError(ErrorCode.Protocol, 'handshake response too short');
   ctx.observe('server', greetingOut, tls);
 
-  let upstreamTls = false;
-  if (serverSsl && mode !== 'disable') {
-    const ssl = Buffer.from(first.subarray(4, 4 + SSL_REQUEST_LENGTH));
-    rewriteResponseCaps(ssl, UNOBSERVABLE_CAPS, Cap.Ssl);
-    const early = sreader.detach();
-    if (early.length > 0) throw new AuditError(ErrorCode.Upstream, 'database sent data before the TLS handshake');
-    server.write(packet(greeting[3] + 1, ssl));
-    server = await ctx.upgradeServer(server);
-    upstreamTls = true;
-    sreader = new SocketReader(server);
-  }
   const response = Buffer.from(first.subarray(4));
   rewriteResponseCaps(response, UNOBSERVABLE_CAPS | (upstreamTls ? 0 : Cap.Ssl), upstreamTls ? Cap.Ssl : 0);
   const seqOut = (greeting[3] + (upstreamTls ? 2 : 1)) & 0xff;
@@ -89,6 +91,20 @@ export async function negotiateMysql(ctx: NegotiateContext): Promise<Negotiated>
   const relay = new PhaseRelay(client, server, creader.detach(), sreader.detach(), delta, MAX_HANDSHAKE_BYTES, (direction, bytes) => ctx.observe(direction, bytes, tls));
   const { toServer, toClient } = await relay.run();
   return { client, server, toServer, toClient, tls, upstreamTls };
+}
+
+/**
+ * The proxy's own SSLRequest to the database: the server only looks at
+ * CLIENT_SSL here and takes the session's capabilities from the handshake
+ * response that follows inside TLS (the client's, forwarded).
+ */
+function sslRequest(g: Greeting): Buffer {
+  const out = Buffer.alloc(SSL_REQUEST_LENGTH);
+  const caps = (Cap.LongPassword | Cap.Protocol41 | Cap.SecureConnection | Cap.PluginAuth | Cap.Transactions | Cap.Ssl) & (g.capabilities | Cap.LongPassword);
+  out.writeUInt32LE(caps >>> 0, 0);
+  out.writeUInt32LE(MAX_PACKET_PAYLOAD, 4);
+  out[8] = g.charset > 0 ? g.charset : 45; // utf8mb4_general_ci
+  return out;
 }
 
 /** One whole connection-phase packet (header included), capped. */
