@@ -12,7 +12,7 @@ import { silentLogger } from '../../lib/log.js';
 import { GatewayMetrics } from '../../lib/metrics.js';
 import { startGateway, type GatewayHandle } from '../../gateway/server.js';
 import type { AuditEvent } from '../../proto/gen/audit/v1/event_pb.js';
-import { binary, makeTempDir, sharedPostgres, skipUnless, type PgServer, type TempDir } from '../harness/index.js';
+import { binary, freePort, makeTempDir, sharedPostgres, skipUnless, type PgServer, type TempDir } from '../harness/index.js';
 
 const BIN = join(import.meta.dirname, '../../bin/dbaudit.js');
 const CACHE_KEY = randomBytes(32).toString('base64');
@@ -144,6 +144,7 @@ describe('SIGTERM drain of a proxy child process', { skip: skipUnless('postgres'
       const exit = await proxy.exited;
       assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, proxy.output());
       assert.ok(exit.at - signalledAt < 20_000, `exited ${exit.at - signalledAt}ms after SIGTERM, before the 20s grace period`);
+      assert.match(proxy.output(), /"msg":"dbaudit proxy stopped"/, 'the last log line is written before the exit');
 
       const mine = stored.filter((e) => e.database === db && e.collectorId === 'drain-test');
       const sessions = new Set(mine.map((e) => e.sessionId));
@@ -182,6 +183,41 @@ describe('SIGTERM drain of a proxy child process', { skip: skipUnless('postgres'
       assert.equal(mine[3].reason, 'shutdown');
     } finally {
       if (proxy.child.exitCode === null) proxy.child.kill('SIGKILL');
+    }
+  });
+  test('gateway unreachable during the drain: exit 0 anyway, the events stay in the cache and reach the gateway after the next start', async () => {
+    const db = await pg.createDatabase('drain');
+    const cacheDir = join(dir.dir, 'cache-3');
+    const nowhere = `127.0.0.1:${await freePort()}`;
+    const first = await startProxy(`127.0.0.1:${pg.port}`, nowhere, cacheDir, '2s');
+    try {
+      const psql = openPsql(first.port, db);
+      psql.send("select 'kept-' || 3;");
+      await until('the result', () => (psql.output().includes('kept-3') ? true : undefined));
+      psql.proc.stdin.end();
+      assert.equal(await psql.exited, 0);
+      const signalledAt = Date.now();
+      first.child.kill('SIGTERM');
+      const exit = await first.exited;
+      assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, first.output());
+      assert.ok(exit.at - signalledAt < 2_000 + 5_000 + 3_000, `exited ${exit.at - signalledAt}ms after SIGTERM`);
+      assert.match(first.output(), /events left in the cache for the next start/);
+    } finally {
+      if (first.child.exitCode === null) first.child.kill('SIGKILL');
+    }
+    assert.equal(stored.filter((e) => e.database === db).length, 0, 'nothing reached a gateway yet');
+
+    const second = await startProxy(`127.0.0.1:${pg.port}`, gw.address, cacheDir, '2s');
+    try {
+      const mine = await until('the cached events at the gateway', () => {
+        const evs = stored.filter((e) => e.database === db);
+        return evs.length >= 4 ? evs : undefined;
+      });
+      assert.deepEqual(mine.map((e) => e.kind).sort(), ['login_success', 'session_end', 'session_start', 'statement']);
+      second.child.kill('SIGTERM');
+      assert.equal((await second.exited).code, 0);
+    } finally {
+      if (second.child.exitCode === null) second.child.kill('SIGKILL');
     }
   });
 });
