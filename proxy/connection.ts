@@ -181,6 +181,13 @@ export class ProxyConnection {
   };
 
   readonly #onClientData = (chunk: Buffer): void => {
+    if (!this.#deps.sink.accepting) {
+      // on_cache_failure: block — nothing reaches the database that could not be audited.
+      this.#deps.metrics.limitRejections.inc({ limit: 'cache_unavailable' });
+      this.#client.write(this.#deps.handler.fatalError('cache_unavailable', 'the audit cache cannot record statements; they are refused until it can'));
+      this.destroy('cache_failure');
+      return;
+    }
     this.#forwardToServer(chunk);
     this.#tracker!.clientData(chunk);
     this.#timer?.refresh();
@@ -209,13 +216,10 @@ export class ProxyConnection {
   };
 
   readonly #onDurable = (err?: Error): void => {
-    if (err && !this.#deps.sink.accepting) {
-      // on_cache_failure: block — the result is not released; the session is refused.
-      logIncident(this.#log, 'error', 'cache-block', { err: err.message }, 'cache cannot write and on_cache_failure is block: closing session');
-      this.#client.write(this.#deps.handler.fatalError('cache_unavailable', 'the audit cache cannot record this session'));
-      this.destroy('cache_failure', err.message);
-      return;
-    }
+    // A failed cache write keeps the events in memory and retries them; the
+    // statement already ran, so its result is released either way. With
+    // on_cache_failure: block, the next statement is refused (#onClientData).
+    if (err) logIncident(this.#log, 'error', 'cache-write', { err: err.message, policy: this.#deps.sink.accepting ? 'forward' : 'block' }, 'cache cannot write: events held in memory and retried');
     const held = this.#held;
     this.#held = [];
     this.#holding = false;

@@ -100,6 +100,12 @@ export class ProxyListener {
   #accept(socket: net.Socket): void {
     const d = this.#deps;
     const c = d.config.collector;
+    if (!d.sink.accepting) {
+      d.metrics.limitRejections.inc({ limit: 'cache_unavailable' });
+      socket.on('error', () => {});
+      socket.end(d.handler.fatalError('cache_unavailable', 'the audit cache cannot record sessions; connections are refused until it can'));
+      return;
+    }
     if (!this.#accepting || this.#connections.size >= c.limits.max_connections) {
       const reason = this.#accepting ? 'max_connections' : 'shutting_down';
       d.metrics.limitRejections.inc({ limit: reason });

@@ -27,8 +27,6 @@ export interface PipelineOptions {
 export class EventPipeline implements AuditSink {
   readonly #o: PipelineOptions;
   #ticket = 0;
-  #accepting = true;
-  #lastFailureLogged = 0;
 
   constructor(opts: PipelineOptions) {
     this.#o = opts;
@@ -38,8 +36,9 @@ export class EventPipeline implements AuditSink {
     return this.#ticket;
   }
 
+  /** False only with on_cache_failure: block while the cache cannot write. */
   get accepting(): boolean {
-    return this.#accepting || this.#o.onCacheFailure === 'forward';
+    return this.#o.onCacheFailure === 'forward' || this.#o.cache.writable;
   }
 
   offer(ev: AuditEvent): number {
@@ -56,14 +55,7 @@ export class EventPipeline implements AuditSink {
     o.metrics.eventsProcessed.inc({ database: o.metrics.databaseLabel(ev.database || 'unknown'), status: isError ? 'error' : 'success' });
     const started = o.clock.monoMicros();
     o.cache.whenDurable(ticket, (err) => {
-      if (err) {
-        this.#cacheFailed(err);
-        return;
-      }
-      if (!this.#accepting) {
-        this.#accepting = true;
-        o.logger.info('cache accepts writes again');
-      }
+      if (err) return; // the cache logs and counts its failures, keeps the record and retries it
       o.metrics.eventLatency.observe((o.clock.monoMicros() - started) / 1e6);
       o.onDurable?.();
     });
@@ -72,15 +64,5 @@ export class EventPipeline implements AuditSink {
 
   whenDurable(ticket: number, cb: (err?: Error) => void): void {
     this.#o.cache.whenDurable(ticket, cb);
-  }
-
-  #cacheFailed(err: Error): void {
-    const o = this.#o;
-    this.#accepting = false;
-    const now = o.clock.now();
-    if (now - this.#lastFailureLogged > 10_000) {
-      this.#lastFailureLogged = now;
-      o.logger.error({ err: err.message, policy: o.onCacheFailure }, 'cache write failed');
-    }
   }
 }
