@@ -12,7 +12,9 @@ import { after, before, describe, test } from 'node:test';
 import fastJsonPatch from 'fast-json-patch';
 import { makeTempDir, needServer, run, skipUnless, type TempDir } from '../test/harness/index.js';
 import { podTemplate, validateObject, type KObject } from '../test/k8s/kube.js';
+import { silentLogger } from '../lib/log.js';
 import { planAll, SIDECAR_NAME } from './inject.js';
+import { startWebhook } from './webhook.js';
 
 const BIN = join(import.meta.dirname, '../bin/dbaudit.js');
 const PG = { 'dbaudit.io/inject': 'true', 'dbaudit.io/upstream': 'orders-db.shop.svc:5432' };
@@ -176,5 +178,38 @@ describe('dbaudit webhook over HTTPS', { skip: skipUnless('openssl') }, () => {
     assert.match(v1beta1.body, /use admission\.k8s\.io\/v1/);
     assert.equal((await post('/healthz', '', 'GET')).status, 200);
     assert.equal((await post('/other', '', 'GET')).status, 404);
+  });
+
+  test('a renewed certificate (same files, new CA) is served without a restart', async (t) => {
+    if (!needServer(t, 'openssl')) return;
+    const certDir = join(dir.dir, 'rotating');
+    const script = join(import.meta.dirname, '../k8s/webhook-cert/make-cert.sh');
+    await run('bash', [script, certDir, 'dbaudit', '2']);
+    const caA = readFileSync(join(certDir, 'ca.crt'));
+    const wh = await startWebhook({ listen: '127.0.0.1:0', certFile: join(certDir, 'tls.crt'), keyFile: join(certDir, 'tls.key'), logger: silentLogger, reloadIntervalMs: 50 });
+    const port = Number(wh.address.split(':').pop());
+    const trusts = (caCert: Buffer): Promise<boolean> =>
+      new Promise((resolve) => {
+        const req = https.request({ host: '127.0.0.1', port, path: '/healthz', ca: caCert, servername: 'dbaudit-webhook.dbaudit.svc', agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode === 200);
+        });
+        req.on('error', () => resolve(false));
+        req.end();
+      });
+    try {
+      assert.equal(await trusts(caA), true);
+      await new Promise((r) => setTimeout(r, 20)); // a later mtime for the renewed files
+      await run('bash', [script, certDir, 'dbaudit', '2']);
+      const caB = readFileSync(join(certDir, 'ca.crt'));
+      const deadline = Date.now() + 10_000;
+      while (!(await trusts(caB))) {
+        assert.ok(Date.now() < deadline, 'the renewed certificate is served');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(await trusts(caA), false, 'the old certificate is gone');
+    } finally {
+      await wh.close();
+    }
   });
 });

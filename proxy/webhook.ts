@@ -92,7 +92,7 @@ export interface WebhookHandle {
 }
 
 /** Starts the HTTPS server. The certificate and key are re-read when their files change. */
-export async function startWebhook(o: { listen: string; certFile: string; keyFile: string; logger: Logger } & InjectOptions): Promise<WebhookHandle> {
+export async function startWebhook(o: { listen: string; certFile: string; keyFile: string; logger: Logger; reloadIntervalMs?: number } & InjectOptions): Promise<WebhookHandle> {
   const addr = parseAddress(o.listen);
   if (!addr) throw new AuditError(ErrorCode.Config, `dbaudit webhook --listen: invalid value ${JSON.stringify(o.listen)}; expected host:port`);
   const load = (): { cert: Buffer; key: Buffer; stamp: string } => {
@@ -121,7 +121,7 @@ export async function startWebhook(o: { listen: string; certFile: string; keyFil
     } catch (err) {
       o.logger.warn({ err: (err as Error).message }, 'webhook certificate reload failed; keeping the previous one');
     }
-  }, CERT_RELOAD_INTERVAL_MS);
+  }, o.reloadIntervalMs ?? CERT_RELOAD_INTERVAL_MS);
   reload.unref();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
