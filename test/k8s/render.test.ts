@@ -1,10 +1,11 @@
 // Every k8s/ overlay rendered with kustomize, every object validated against
 // the Kubernetes OpenAPI schemas, and the properties that matter asserted.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CONFIG_KEYS, loadConfig, type Scope } from '../../lib/config.js';
-import { DEFAULT_IMAGE, planAll, SIDECAR_NAME } from '../../proxy/inject.js';
+import { DEFAULT_IMAGE, injectYaml, planAll, SIDECAR_NAME } from '../../proxy/inject.js';
 import { envOf, find, K8S_DIR, needKustomize, OVERLAYS, podTemplate, render, validateObject, type Container, type KObject, type PodSpec } from './kube.js';
 
 const ENV_OF_KEY = new Map(CONFIG_KEYS.map((s) => ['DBAUDIT_' + s.key.toUpperCase().replace(/\./g, '_'), s.key]));
@@ -168,6 +169,9 @@ describe('k8s overlays rendered with kustomize', () => {
     assert.ok((tpl.spec.terminationGracePeriodSeconds ?? 30) >= 40);
     assertConfigLoads(sidecar, 'collector', {}, 'sidecar');
     assert.deepEqual(planAll(app), [], 'running dbaudit inject over the rendered app changes nothing');
+    const dir = join(K8S_DIR, 'base/sidecar-example');
+    const generated = readFileSync(join(dir, 'deployment.yaml'), 'utf8').replace(/^# GENERATED[^\n]*\n/, '');
+    assert.equal(injectYaml(readFileSync(join(dir, 'app.source.yaml'), 'utf8')).text, generated, 'deployment.yaml is dbaudit inject < app.source.yaml');
   });
 
   test('webhook: MutatingWebhookConfiguration → Service → HTTPS container port, pods on CREATE, the injected image pinned', (t) => {
