@@ -168,6 +168,10 @@ describe('dbaudit webhook over HTTPS', { skip: skipUnless('openssl') }, () => {
       message: 'dbaudit sidecar injection: Deployment shop/bad: annotation dbaudit.io/upstream: invalid value "orders-db.shop.svc"; expected host:port of the database, e.g. orders-db.shop.svc:5432',
     });
     assert.equal(bad.res.response.allowed, false);
+    const generated = workload('Pod', 'x', { ...PG, 'dbaudit.io/protocol': 'oracle' });
+    generated.metadata = { generateName: 'web-7d9f-', annotations: generated.metadata.annotations } as unknown as KObject['metadata'];
+    const denied = await send(generated);
+    assert.equal(denied.res.response.status?.message, 'dbaudit sidecar injection: Pod shop/web-7d9f-*: annotation dbaudit.io/protocol: invalid value "oracle"; expected one of postgres, mysql');
   });
 
   test('not an AdmissionReview → 400; GET /healthz → 200; other paths 404', async (t) => {

@@ -41,8 +41,12 @@ export function review(body: unknown, opts: InjectOptions = {}): { apiVersion: s
   const envelope = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' as const };
   // DELETE and CONNECT carry no object to mutate.
   if (req.object === undefined || req.object === null) return { ...envelope, response: { uid: req.uid, allowed: true } };
+  // Pods made by controllers arrive with generateName and without metadata.namespace: name them as the request does.
+  const ns = (req as { namespace?: unknown }).namespace;
+  const meta = (req.object as { metadata?: Record<string, unknown> }).metadata;
+  const object = typeof ns === 'string' && meta && meta.namespace === undefined ? { ...(req.object as object), metadata: { ...meta, namespace: ns } } : req.object;
   try {
-    const patch = toJsonPatch(planAll(req.object, opts));
+    const patch = toJsonPatch(planAll(object, opts));
     if (patch.length === 0) return { ...envelope, response: { uid: req.uid, allowed: true } };
     return { ...envelope, response: { uid: req.uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') } };
   } catch (err) {
