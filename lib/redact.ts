@@ -17,7 +17,7 @@ import { MYSQL, POSTGRES, POSTGRES_BACKSLASH, SqlLexer, Tok, type SqlDialect } f
  * the string after PASSWORD (CREATE/ALTER ROLE|USER … [ENCRYPTED] PASSWORD
  * '…', USER MAPPING OPTIONS (password '…'), MySQL PASSWORD('…') and SET
  * PASSWORD = '…') and after BY / AS in a statement with IDENTIFIED (MySQL
- * IDENTIFIED BY '…', IDENTIFIED WITH plugin AS '…'). In `none` mode a text
+ * IDENTIFIED BY '…', IDENTIFIED WITH plugin AS '…', … REPLACE '…'). In `none` mode a text
  * that cannot be tokenized and mentions PASSWORD or IDENTIFIED is masked
  * whole.
  */
@@ -88,6 +88,7 @@ export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect):
     if (t === Tok.String) {
       if (pw === Pw.Armed) replace = literals ? '?' : MASKED_PASSWORD;
       else if (literals) replace = '?';
+      else if (hint) replace = maskConninfoPassword(sql.slice(lex.start, lex.end));
     } else if (t === Tok.Number) {
       if (literals) replace = '?';
     } else if (t === Tok.Word && literals && (lex.isWord('TRUE') || lex.isWord('FALSE'))) {
@@ -106,6 +107,16 @@ export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect):
   return out + sql.slice(copied);
 }
 
+/**
+ * A libpq connection string inside a literal (CREATE SUBSCRIPTION …
+ * CONNECTION '…', dblink_connect('…')) can carry `password=…`: its value is
+ * masked, quoted (`password='a b'`) or not. Null when there is none.
+ */
+function maskConninfoPassword(literal: string): string | null {
+  const masked = literal.replace(/(\bpassword\s*=\s*)(?:''(?:[^']|'''')*''|\\'(?:[^'\\]|\\.)*\\'|[^\s']+)/gi, '$1***');
+  return masked === literal ? null : masked;
+}
+
 /** Where the masking of a password clause stands. */
 const Pw = {
   Idle: 0,
@@ -119,7 +130,8 @@ function passwordState(pw: number, t: Tok, c: number, lex: SqlLexer, identified:
   if (t === Tok.Semicolon) return Pw.Idle;
   if (t === Tok.Word) {
     if (lex.isWord('PASSWORD')) return Pw.Armed;
-    if (identified && (lex.isWord('BY') || lex.isWord('AS'))) return Pw.Armed;
+    // IDENTIFIED BY '…' / IDENTIFIED WITH plugin AS '…', and MySQL 8's REPLACE '<current password>'.
+    if (identified && (lex.isWord('BY') || lex.isWord('AS') || lex.isWord('REPLACE'))) return Pw.Armed;
     if (pw === Pw.Armed && lex.isWord('FOR')) return Pw.AwaitEquals;
     return pw === Pw.AwaitEquals ? pw : Pw.Idle;
   }

@@ -177,8 +177,10 @@ export class SqlLexer {
       i = lineEnd(s, i);
       t = Tok.Comment;
     } else if (c === C_SLASH && c1 === C_STAR) {
-      if (d.versionComments && i + 2 < n && s.charCodeAt(i + 2) === 0x21 /* ! */) {
-        i += 3;
+      // Executable comments: MySQL's /*!NNNNN … */ and MariaDB's /*M!NNNNNN … */ run their content.
+      const mariadb = d.versionComments && i + 3 < n && (s.charCodeAt(i + 2) | 0x20) === 0x6d /* m */ && s.charCodeAt(i + 3) === 0x21;
+      if (d.versionComments && i + 2 < n && (s.charCodeAt(i + 2) === 0x21 /* ! */ || mariadb)) {
+        i += mariadb ? 4 : 3;
         while (i < n && isDigit(s.charCodeAt(i))) i++;
         this.#inVersion = true;
         t = Tok.Version;
