@@ -1,5 +1,6 @@
 import type { Clock } from '../../lib/clock.js';
-import { redactSql, type RedactMode } from '../../lib/redact.js';
+import { redactMysql } from '../../lib/redact-mysql.js';
+import type { RedactMode } from '../../lib/redact.js';
 import { EventKind, makeEvent, type AuditEvent, type SessionMeta } from '../events.js';
 import { StatementText } from '../postgres/pending.js';
 import { classifyMysql } from './classify.js';
@@ -42,7 +43,7 @@ export class MysqlStatementRecorder {
   /** `sql` as sent, `bytes` its UTF-8 length (or -1 to measure it). */
   text(sql: string, bytes: number): StatementText {
     const length = bytes >= 0 ? bytes : Buffer.byteLength(sql);
-    const redacted = redactSql(sql, this.#mode, 'mysql');
+    const redacted = redactMysql(sql, this.#mode);
     const cls = classifyMysql(sql);
     const max = this.#maxBytes;
     if (redacted.length * 3 <= max) return new StatementText(redacted, length, false, cls);

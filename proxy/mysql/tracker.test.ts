@@ -17,7 +17,7 @@ function events(steps: Step[], opts: ConstructorParameters<typeof TestSession>[0
     const st = steps[i]!;
     if (st[0] === 't') continue;
     for (let k = 1; k < st[1].length; k++) {
-      const s = new TestSession(opts);
+      const s: TestSession = new TestSession(opts);
       s.run(steps.slice(0, i)).run([st], 0, k).run(steps.slice(i + 1)).end();
       assert.deepEqual(s.brief, whole, `step ${i} split at ${k}`);
     }
