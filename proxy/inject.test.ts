@@ -147,4 +147,26 @@ describe('dbaudit inject', () => {
     assert.equal(flag.status, 1);
     assert.match(flag.stderr, /unknown argument "--nope"/);
   });
+
+  test('an injected pod as the API server stores it (defaults filled in) is left alone', () => {
+    const pod = parse(injectYaml(stringify(workload('Pod', 'defaulted', PG))).text) as KObject & { spec: Record<string, unknown> };
+    const spec = pod.spec as unknown as { initContainers: Array<Record<string, unknown>>; containers: Array<Record<string, unknown>>; volumes: Array<Record<string, unknown>> };
+    for (const c of [...spec.initContainers, ...spec.containers]) {
+      c.terminationMessagePath = '/dev/termination-log';
+      c.terminationMessagePolicy = 'File';
+      for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
+        const p = c[probe] as Record<string, unknown> | undefined;
+        if (p) Object.assign(p, { timeoutSeconds: 1, successThreshold: 1, failureThreshold: p.failureThreshold ?? 3 });
+        const http = p?.httpGet as Record<string, unknown> | undefined;
+        if (http) http.scheme = 'HTTP';
+      }
+      for (const e of (c.env ?? []) as Array<{ valueFrom?: { fieldRef?: Record<string, unknown> } }>) if (e.valueFrom?.fieldRef) e.valueFrom.fieldRef.apiVersion = 'v1';
+    }
+    for (const v of spec.volumes) if (v.secret) (v.secret as Record<string, unknown>).defaultMode = 420;
+    Object.assign(pod.spec, { restartPolicy: 'Always', dnsPolicy: 'ClusterFirst', schedulerName: 'default-scheduler', securityContext: {} });
+    assert.deepEqual(planAll(pod), []);
+    // A real difference is still corrected.
+    (spec.initContainers[0].env as Array<{ name: string; value?: string }>).find((e) => e.name === 'DBAUDIT_COLLECTOR_UPSTREAM')!.value = 'elsewhere:5432';
+    assert.deepEqual(planAll(pod).map((c) => c.path.join('.')), ['spec.initContainers']);
+  });
 });

@@ -192,14 +192,25 @@ function sidecarVolumes(s: SidecarSettings): Obj[] {
   ];
 }
 
-/** Replaces the entries named like `wanted` in place and appends (or prepends) the others. */
+/**
+ * Does `have` hold everything `want` says? Fields the API server fills in
+ * by default (a probe's timeoutSeconds, a fieldRef's apiVersion, a secret
+ * volume's defaultMode …) may be added; nothing may differ or be missing.
+ */
+export function covers(have: unknown, want: unknown): boolean {
+  if (Array.isArray(want)) return Array.isArray(have) && have.length === want.length && want.every((w, i) => covers(have[i], w));
+  if (isObj(want)) return isObj(have) && Object.entries(want).every(([k, v]) => covers(have[k], v));
+  return isDeepStrictEqual(have, want);
+}
+
+/** Replaces the entries named like `wanted` in place (unless already covering them) and appends (or prepends) the others. */
 function upsertByName(list: unknown, wanted: Obj[], prepend: boolean): Obj[] {
   const out = Array.isArray(list) ? (list.filter(isObj) as Obj[]).slice() : [];
   const fresh: Obj[] = [];
   for (const w of wanted) {
     const i = out.findIndex((x) => x.name === w.name);
-    if (i >= 0) out[i] = w;
-    else fresh.push(w);
+    if (i < 0) fresh.push(w);
+    else if (!covers(out[i], w)) out[i] = w;
   }
   return prepend ? [...fresh, ...out] : [...out, ...fresh];
 }
@@ -244,7 +255,7 @@ export function planInjection(obj: unknown, opts: InjectOptions = {}, base: Json
   // The label lets the gateway's NetworkPolicy admit injected sidecars as collectors.
   const labels = get(obj, [...tpl, 'metadata', 'labels']);
   const wantedLabels = { ...(isObj(labels) ? labels : {}), [COLLECTOR_LABEL]: 'true' };
-  if (!isDeepStrictEqual(labels, wantedLabels)) changes.push({ path: [...base, ...tpl, 'metadata', 'labels'], value: wantedLabels, existed: labels !== undefined });
+  if (!covers(labels, wantedLabels)) changes.push({ path: [...base, ...tpl, 'metadata', 'labels'], value: wantedLabels, existed: labels !== undefined });
   for (const [field, value] of desired) {
     if (isDeepStrictEqual(spec[field], value)) continue;
     changes.push({ path: [...base, ...tpl, 'spec', field], value, existed: spec[field] !== undefined });
