@@ -159,9 +159,18 @@ export function renderBytes(b: Buffer, at: number, n: number, maxBytes: number):
     while (cut > 0 && (b[at + cut] & 0xc0) === 0x80) cut--; // do not split a UTF-8 sequence
   }
   const view = b.subarray(at, at + cut);
-  if (isUtf8(view) && view.indexOf(0) < 0) return view.toString('utf8');
+  if (isText(view)) return view.toString('utf8');
   const k = n * 2 + 2 > maxBytes ? Math.max(0, (maxBytes - 2) >> 1) : n;
   return '\\x' + b.toString('hex', at, at + k);
+}
+
+/** Valid UTF-8 without control characters other than tab, newline and carriage return. */
+function isText(view: Buffer): boolean {
+  for (let i = 0; i < view.length; i++) {
+    const c = view[i];
+    if ((c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) || c === 0x7f) return false;
+  }
+  return isUtf8(view);
 }
 
 const pad2 = (n: number): string => (n < 10 ? '0' + n : String(n));
