@@ -47,6 +47,9 @@ export class ProxyConnection {
   #clientEnded = false;
   #serverEnded = false;
   #endReason: string | undefined;
+  /** Runs from accept until login is done; never refreshed, so a slow trickle of bytes cannot extend it. */
+  #startupTimer: NodeJS.Timeout | undefined;
+  /** Refreshed by traffic once the session is established. */
   #timer: NodeJS.Timeout | undefined;
   #lastTicket: number;
   /** Server chunks waiting for their events to become durable, in order. */
@@ -66,8 +69,8 @@ export class ProxyConnection {
     socket.setNoDelay(true);
     socket.on('error', this.#onClientError);
     socket.on('close', this.#onClientClose);
-    this.#timer = setTimeout(this.#onStartupTimeout, deps.startupTimeoutMs);
-    this.#timer.unref();
+    this.#startupTimer = setTimeout(this.#onStartupTimeout, deps.startupTimeoutMs);
+    this.#startupTimer.unref();
     void this.#start();
   }
 
@@ -121,7 +124,6 @@ export class ProxyConnection {
     server.on('drain', this.#onServerDrain);
     server.on('error', this.#onServerError);
     server.on('close', this.#onServerClose);
-    this.#clearTimer();
     if (d.idleTimeoutMs > 0) {
       this.#timer = setTimeout(this.#onIdleTimeout, d.idleTimeoutMs);
       this.#timer.unref();
@@ -129,6 +131,7 @@ export class ProxyConnection {
 
     if (negotiated.toClient.length > 0) this.#forwardToClient(negotiated.toClient);
     if (negotiated.toServer.length > 0) this.#forwardToServer(negotiated.toServer);
+    this.#checkEstablished();
     client.resume();
     server.resume();
   }
@@ -202,6 +205,7 @@ export class ProxyConnection {
     const before = this.#lastTicket;
     this.#tracker!.serverData(chunk);
     this.#timer?.refresh();
+    if (this.#startupTimer) this.#checkEstablished();
     if (this.#holding || this.#lastTicket !== before) {
       // This chunk completes (or follows) something audited: it waits for the cache.
       this.#held.push(chunk);
@@ -284,10 +288,18 @@ export class ProxyConnection {
     this.destroy(this.#endReason ?? 'server_disconnect');
   };
 
+  /** Login finished (or the tracker cannot tell): the startup timeout no longer applies. */
+  #checkEstablished(): void {
+    if (this.#tracker?.established === false) return;
+    if (this.#startupTimer) clearTimeout(this.#startupTimer);
+    this.#startupTimer = undefined;
+  }
+
   readonly #onStartupTimeout = (): void => {
+    this.#startupTimer = undefined;
     this.#deps.metrics.limitRejections.inc({ limit: 'startup_timeout' });
     this.#log.info('startup did not finish in time');
-    if (!this.#tracker) this.#client.write(this.#deps.handler.fatalError('timeout', 'connection startup timed out'));
+    this.#client.write(this.#deps.handler.fatalError('timeout', 'connection startup and login did not finish in time'));
     this.destroy('startup_timeout');
   };
 
@@ -300,6 +312,8 @@ export class ProxyConnection {
   #clearTimer(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#startupTimer) clearTimeout(this.#startupTimer);
+    this.#startupTimer = undefined;
   }
 
   /** Ends the session once: both sockets closed, the tracker told why, the listener told it is gone. */

@@ -42,6 +42,12 @@ export interface SessionTracker {
   end(reason: string, detail?: string): void;
   /** False once the tracker gave up on the session (out of sync, over a limit); bytes still flow. */
   readonly decoding: boolean;
+  /**
+   * False while the session is still in its startup and login exchange:
+   * the proxy's startup timeout applies until it turns true (login done,
+   * refused, or decoding stopped). Undefined: the tracker does not say.
+   */
+  readonly established?: boolean;
   /** The session's shared fields (user, database… as learnt so far). */
   readonly meta: SessionMeta;
 }

@@ -134,6 +134,10 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
   get decoding(): boolean {
     return this.#decoding;
   }
+
+  get established(): boolean {
+    return this.#phase === Phase.Ready || this.#phase === Phase.Cancel || !this.#decoding;
+  }
   /** Bytes held for partial frames, both directions (bounded by the limits). */
   get bufferedBytes(): number {
     return this.#client.bufferedBytes + this.#server.bufferedBytes;
