@@ -55,8 +55,11 @@ WITH ins AS (
   ORDER BY t.part_day, t.event_id
   ON CONFLICT (event_id, part_day) DO NOTHING
   RETURNING event_id
+), inserted AS (
+  SELECT count(*) AS n FROM ins
 ), bump AS (
-  UPDATE event_count SET n = n + (SELECT count(*) FROM ins) WHERE shard = $15 AND EXISTS (SELECT 1 FROM ins)
+  -- after every insert (count(*) reads ins to the end), so no shard row is held while waiting on another put's keys
+  UPDATE event_count SET n = event_count.n + inserted.n FROM inserted WHERE event_count.shard = $15 AND inserted.n > 0
 )
 SELECT event_id::text AS id FROM ins`;
 
