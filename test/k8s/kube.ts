@@ -3,6 +3,8 @@
 // Kubernetes OpenAPI schemas (kubernetes-models), and the rule for a missing
 // tool: with CI=true the test fails, elsewhere it is skipped with the reason.
 import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { parseAllDocuments } from 'yaml';
@@ -123,4 +125,43 @@ export function podTemplate(obj: KObject): PodTemplate | undefined {
 
 export function envOf(c: Container, name: string): EnvVar | undefined {
   return c.env?.find((e) => e.name === name);
+}
+
+/**
+ * The OpenAPI schemas let unknown fields through (the Kubernetes schemas do
+ * not close their objects), so a misspelt field would pass validateObject.
+ * This check compiles every object as a TypeScript object literal of its
+ * kubernetes-models type: tsc's excess-property check names any field the
+ * API does not have. Returns tsc's messages, each prefixed with the object.
+ */
+export function unknownFieldErrors(objs: readonly KObject[]): string[] {
+  const root = join(import.meta.dirname, '../..');
+  mkdirSync(join(root, 'tmp'), { recursive: true });
+  const dir = mkdtempSync(join(root, 'tmp', 'k8s-types-'));
+  try {
+    const imports = new Map<string, string>();
+    const lines: string[] = [];
+    objs.forEach((o, i) => {
+      const alias = `T${imports.size}`;
+      const mod = `kubernetes-models/${o.apiVersion}/${o.kind}`;
+      if (!imports.has(mod)) imports.set(mod, alias);
+      lines.push(`export const o${i}: ${imports.get(mod)} = ${JSON.stringify(o)};`);
+    });
+    const head = [...imports].map(([mod, alias]) => `import type { I${mod.split('/').pop()} as ${alias} } from '${mod}';`);
+    const file = join(dir, 'objects.ts');
+    writeFileSync(file, [...head, ...lines].join('\n') + '\n');
+    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+    const r = spawnSync(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--skipLibCheck', '--types', 'node', '--pretty', 'false', file], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    if (r.status === 0) return [];
+    return r.stdout.split('\n').filter(Boolean).map((line) => {
+      const m = /\.ts\((\d+),\d+\): (.*)$/.exec(line);
+      const o = m ? objs[Number(m[1]) - head.length - 1] : undefined;
+      return o ? `${o.kind} ${o.metadata.name}: ${m![2]}` : line;
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CONFIG_KEYS, loadConfig, type Scope } from '../../lib/config.js';
 import { DEFAULT_IMAGE, injectYaml, planAll, SIDECAR_NAME } from '../../proxy/inject.js';
-import { envOf, find, K8S_DIR, needKustomize, OVERLAYS, podTemplate, render, validateObject, type Container, type KObject, type PodSpec } from './kube.js';
+import { envOf, find, K8S_DIR, needKustomize, OVERLAYS, podTemplate, render, unknownFieldErrors, validateObject, type Container, type KObject, type PodSpec } from './kube.js';
 
 const ENV_OF_KEY = new Map(CONFIG_KEYS.map((s) => ['DBAUDIT_' + s.key.toUpperCase().replace(/\./g, '_'), s.key]));
 const EXTRA_ENV = new Set(['DBAUDIT_CONFIG', 'DBAUDIT_INJECT_IMAGE']);
@@ -76,6 +76,21 @@ describe('k8s overlays rendered with kustomize', () => {
       }
     });
   }
+
+  test('no overlay has a field the Kubernetes API does not know (excess-property check against the kubernetes-models types)', (t) => {
+    const all: KObject[] = [];
+    for (const overlay of OVERLAYS) {
+      const objs = get(t, overlay);
+      if (!objs) return;
+      all.push(...objs);
+    }
+    assert.deepEqual(unknownFieldErrors(all), []);
+    const typo = structuredClone(find(all, 'StatefulSet', 'dbaudit-collector'));
+    (podTemplate(typo)!.spec.containers[0] as unknown as Record<string, unknown>).readinesProbe = {};
+    assert.deepEqual(unknownFieldErrors([typo]).map((e) => e.replace(/'[^']*' does not exist/, 'X')), [
+      "StatefulSet dbaudit-collector: error TS2353: Object literal may only specify known properties, and X in type 'IContainer'.",
+    ], 'a misspelt field is caught');
+  });
 
   for (const region of ['primary', 'dr'] as const) {
     test(`${region}: HA collector StatefulSet (brief's anti-affinity, probes, resources, mounts; a cache claim per replica; grace period covers the drain)`, (t) => {
