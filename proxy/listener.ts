@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -21,6 +21,8 @@ export interface ListenerDeps {
 }
 
 const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+/** How often the TLS certificate files are checked for rotation. */
+const CERT_POLL_MS = 2_000;
 
 /**
  * The TCP listener applications connect to: accepts, enforces the
@@ -34,6 +36,7 @@ export class ProxyListener {
   #serverContext: tls.SecureContext | undefined;
   #upstreamCa: Buffer | undefined;
   #address = '';
+  #unwatch: (() => void) | undefined;
   #accepting = true;
   #upstreamOpen = 0;
 
@@ -47,16 +50,8 @@ export class ProxyListener {
     const c = this.#deps.config.collector;
     if (c.tls.cert_file || c.tls.key_file) {
       if (!c.tls.cert_file || !c.tls.key_file) throw new AuditError(ErrorCode.Config, 'config collector.tls: cert_file and key_file must both be set');
-      try {
-        this.#serverContext = tls.createSecureContext({
-          cert: readFileSync(c.tls.cert_file),
-          key: readFileSync(c.tls.key_file),
-          minVersion: c.tls.min_version,
-          ...(c.tls.ciphers ? { ciphers: c.tls.ciphers } : {}),
-        });
-      } catch (err) {
-        throw AuditError.from(err, ErrorCode.Config, 'config collector.tls: cannot load certificate or key');
-      }
+      this.#serverContext = this.#serverTlsContext();
+      this.#watchCertificate([c.tls.cert_file, c.tls.key_file]);
     }
     if (c.upstream_tls.ca_file) {
       try {
@@ -68,6 +63,43 @@ export class ProxyListener {
     if (c.upstream_tls.mode === 'verify-full' && !this.#upstreamCa) {
       this.#deps.logger.info('upstream_tls.mode verify-full without ca_file: the system CA store is used');
     }
+  }
+
+  #serverTlsContext(): tls.SecureContext {
+    const c = this.#deps.config.collector.tls;
+    try {
+      return tls.createSecureContext({
+        cert: readFileSync(c.cert_file!),
+        key: readFileSync(c.key_file!),
+        minVersion: c.min_version,
+        ...(c.ciphers ? { ciphers: c.ciphers } : {}),
+      });
+    } catch (err) {
+      throw AuditError.from(err, ErrorCode.Config, 'config collector.tls: cannot load certificate or key');
+    }
+  }
+
+  /**
+   * Certificate rotation (cert-manager, a renewed Secret): when the files
+   * change, new handshakes use the new pair; open sessions keep theirs. A
+   * half-written pair that does not load is logged and the old one kept.
+   * Polling, not fs.watch: Kubernetes swaps Secret files through symlinks.
+   */
+  #watchCertificate(files: string[]): void {
+    const reload = (): void => {
+      try {
+        this.#serverContext = this.#serverTlsContext();
+        this.#deps.logger.info('TLS certificate and key reloaded');
+      } catch (err) {
+        this.#deps.logger.warn({ err: (err as Error).message }, 'TLS certificate or key changed but does not load; keeping the previous pair');
+      }
+    };
+    for (const f of files) {
+      watchFile(f, { interval: CERT_POLL_MS, persistent: false }, (cur, prev) => {
+        if (cur.mtimeMs !== prev.mtimeMs || cur.ino !== prev.ino || cur.size !== prev.size) reload();
+      });
+    }
+    this.#unwatch = () => files.forEach((f) => unwatchFile(f));
   }
 
   listen(address: string): Promise<string> {
@@ -181,6 +213,7 @@ export class ProxyListener {
    */
   stopAccepting(): Promise<void> {
     this.#accepting = false;
+    this.#unwatch?.();
     if (!this.#server.listening) return Promise.resolve();
     this.#server.close();
     return Promise.resolve();
@@ -196,6 +229,7 @@ export class ProxyListener {
   }
 
   async close(): Promise<void> {
+    this.#unwatch?.();
     await this.stopAccepting();
     for (const conn of [...this.#connections]) conn.destroy('shutdown');
   }
