@@ -73,13 +73,15 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   const gw = await startGateway({ config, logger, metrics, onStored: opts.onStored, store: opts.store });
   const startedAt = Date.now();
   let accepting = true;
-  const ready = gatewayChecks(() => gw.store.count(), config, opts.replication);
+  // DR replication started by startGateway (gateway.replicate_to) reports here unless the caller brings its own.
+  const replication = opts.replication ?? gw.replication;
+  const ready = gatewayChecks(() => gw.store.count(), config, replication);
   const http = await startHttpServer(config.gateway.http.listen, {
     registry: metrics.registry,
     accepting: () => accepting,
     ready,
     refreshMetrics: () => {
-      const peers = opts.replication?.peers();
+      const peers = replication?.peers();
       if (peers) metrics.replicationPending.set(peers.reduce((n, p) => n + p.pending, 0));
     },
     detailed: async () => {
