@@ -1,0 +1,117 @@
+/** Processes a macro benchmark starts: the bare pipe, a gateway, dbaudit proxies; and what /proc says about them. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { freePort } from '../../test/harness/index.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const DBAUDIT = join(ROOT, 'bin', 'dbaudit.js');
+const CLK_TCK = 100; // Linux USER_HZ
+
+export interface Proc {
+  readonly name: string;
+  readonly pid: number;
+  readonly port: number;
+  readonly child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** utime + stime of a process, in seconds. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** Resident set size of a process, in bytes. */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function waitPort(name: string, child: ChildProcess, port: number, log: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (await canConnect(port)) return;
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start:\n${log()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startProc(name: string, args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  let out = '';
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (b: Buffer) => void (out = (out + b.toString()).slice(-4000)));
+  child.stderr!.on('data', (b: Buffer) => void (out = (out + b.toString()).slice(-4000)));
+  const kill = (): void => void child.kill('SIGKILL');
+  process.once('exit', kill);
+  await waitPort(name, child, port, () => out);
+  return {
+    name,
+    pid: child.pid!,
+    port,
+    child,
+    async stop() {
+      process.off('exit', kill);
+      if (child.exitCode !== null) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await gone;
+      clearTimeout(t);
+    },
+  };
+}
+
+export async function startPipe(upHost: string, upPort: number): Promise<Proc> {
+  const port = await freePort();
+  return startProc('pipe', ['--import', 'tsx', join(ROOT, 'bench', 'macro', 'pipe-proxy.ts'), String(port), upHost, String(upPort)], port);
+}
+
+export async function startGatewayProc(dataDir: string, store = 'embedded'): Promise<Proc> {
+  const port = await freePort();
+  return startProc('gateway', [DBAUDIT, 'gateway', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--store', store, '--http', '127.0.0.1:0', '--log-level', 'warn'], port);
+}
+
+export const BENCH_CACHE_KEY = randomBytes(32).toString('base64');
+
+export async function startDbaudit(opts: {
+  protocol: 'postgres' | 'mysql';
+  upstream: string;
+  gateway: string;
+  cacheDir: string;
+  durability: 'fsync' | 'write';
+  extra?: string[];
+  nodeArgs?: string[];
+}): Promise<Proc> {
+  const port = await freePort();
+  const args = [
+    ...(opts.nodeArgs ?? []),
+    DBAUDIT,
+    'proxy',
+    '--protocol', opts.protocol,
+    '--listen', `127.0.0.1:${port}`,
+    '--upstream', opts.upstream,
+    '--gateway', opts.gateway,
+    '--cache-dir', opts.cacheDir,
+    '--http', '127.0.0.1:0',
+    '--log-level', 'warn',
+    '--collector.id', `bench-${opts.durability}`,
+    '--collector.cache.durability', opts.durability,
+    ...(opts.extra ?? []),
+  ];
+  return startProc(`dbaudit-${opts.durability}`, args, port, { DBAUDIT_CACHE_KEY: BENCH_CACHE_KEY });
+}
