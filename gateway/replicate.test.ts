@@ -2,8 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { ErrorCode, isAuditError } from '../lib/errors.js';
-import { freePort } from '../test/harness/index.js';
+import * as grpc from '@grpc/grpc-js';
+import { freePort, sharedPostgres, skipUnless } from '../test/harness/index.js';
 import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
+import type { CallGuard, GuardedCall } from './auth.js';
+import { REPLICATION_HEADER, arrivedByReplication, replicationGuard } from './replicate.js';
 import { RecordingStore, replicationFlags, waitFor, writeKeyFile } from './replicate-testing.js';
 import { startGateway, type GatewayHandle } from './server.js';
 import { T0, TestStream, batchOf, encode, gatewayConfig, makeTestEvent, tempDir } from './testing.js';
@@ -163,4 +166,47 @@ test('replicate_to without a replication key fails at start naming the keys', as
     (e) => isAuditError(e, ErrorCode.Config) && /gateway\.replication\.key_file/.test(e.message) && /DBAUDIT_REPLICATION_KEY/.test(e.message),
   );
   tmp.remove();
+});
+
+test('replicationGuard: only admitted callers are marked, by their certificate name when they have one', () => {
+  const call = (headers: Record<string, string>, cn?: string): GuardedCall => {
+    const metadata = new grpc.Metadata();
+    for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
+    return { metadata, getPeer: () => 'ipv4:127.0.0.1:1', getAuthContext: () => (cn ? { sslPeerCertificate: { subject: { CN: cn } } as never } : {}) };
+  };
+  const refuse: CallGuard = () => ({ ok: false, status: { code: grpc.status.UNAUTHENTICATED, details: 'no', metadata: new grpc.Metadata() } });
+  const named: CallGuard = (c) => ({ ok: true, identity: c.getAuthContext().sslPeerCertificate?.subject?.CN as string | undefined });
+  assert.equal(replicationGuard(refuse)(call({ [REPLICATION_HEADER]: 'gw-a' })).ok, false);
+  assert.deepEqual(replicationGuard(named)(call({ [REPLICATION_HEADER]: 'gw-a' })), { ok: true, identity: 'replication:gw-a' });
+  assert.deepEqual(replicationGuard(named)(call({ [REPLICATION_HEADER]: 'gw-a' }, 'gw-eu.example')), { ok: true, identity: 'replication:gw-eu.example' });
+  assert.deepEqual(replicationGuard(named)(call({}, 'collector-1')), { ok: true, identity: 'collector-1' });
+  assert.equal(arrivedByReplication('replication:gw-a'), true);
+  assert.equal(arrivedByReplication('col-a'), false);
+});
+
+test('two replicas of region A on one PostgreSQL store, both replicating to B: the same events sent to both reach B and are stored once', { skip: skipUnless('postgres') }, async () => {
+  const server = await sharedPostgres({});
+  const url = server.url(await server.createDatabase('repl'));
+  const tmp = tempDir();
+  const key = writeKeyFile(tmp.dir);
+  const b = await startGateway({ config: gatewayConfig(join(tmp.dir, 'b'), ['--gateway.id', 'gw-b']) });
+  const [a1, a2] = await Promise.all(
+    ['a1', 'a2'].map((id) => startGateway({ config: gatewayConfig(join(tmp.dir, id), ['--gateway.store', url, ...replicationFlags(id, [b.address], key)]) })),
+  );
+  try {
+    const evs = events(600);
+    await Promise.all([sendAll(a1, evs, 100, 'col-1'), sendAll(a2, [...evs].reverse(), 100, 'col-2')]);
+    assert.equal(await a1.store.count(), 600);
+    await waitFor('B to hold every event', async () => (await b.store.count()) === 600);
+    assert.equal(await a1.replication?.waitIdle(10_000), true);
+    assert.equal(await a2.replication?.waitIdle(10_000), true);
+    assert.equal(await counter(b, 'eventsStored'), 600);
+    const byA = (await b.store.search({ limit: 1000 })).map((e) => e.deliveredBy);
+    assert.ok(byA.every((d) => d === 'replication:a1' || d === 'replication:a2'));
+  } finally {
+    await a1.close();
+    await a2.close();
+    await b.close();
+    tmp.remove();
+  }
 });
