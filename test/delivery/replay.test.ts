@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { EventCache } from '../../cache/wal.js';
+import { Keyring } from '../../cache/seal.js';
+import { ManualClock } from '../../lib/clock.js';
+import { loadConfig } from '../../lib/config.js';
+import { silentLogger } from '../../lib/log.js';
+import { CollectorMetrics, GatewayMetrics } from '../../lib/metrics.js';
+import { startGateway, type GatewayHandle } from '../../gateway/server.js';
+import { EventKind, makeEvent, newSessionMeta } from '../../proxy/events.js';
+import { EventPipeline } from '../../proxy/pipeline.js';
+import { Shipper } from '../../proxy/shipper.js';
+import { freePort, makeTempDir } from '../harness/index.js';
+
+const dir = makeTempDir('replay');
+after(() => dir.remove());
+
+const RATE = 100;
+
+async function gatewayOn(port: number, name: string): Promise<{ gw: GatewayHandle; arrivals: bigint[] }> {
+  const arrivals: bigint[] = [];
+  const { config } = loadConfig({ argv: [], env: {}, scope: 'gateway', defaults: { 'gateway.listen': `127.0.0.1:${port}`, 'gateway.data_dir': join(dir.dir, name), 'log.level': 'silent' } });
+  const gw = await startGateway({ config, logger: silentLogger, metrics: new GatewayMetrics({ defaultMetrics: false }), onStored: (evs) => arrivals.push(...evs.map((e) => e.seq)) });
+  return { gw, arrivals };
+}
+
+async function until(what: string, pred: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+for (const order of ['newest_first', 'oldest_first'] as const) {
+  describe(`backlog replay after an outage: ${order}`, () => {
+    test(`replays at sync.rate_limit in ${order} order while live events go first`, async () => {
+      const clock = new ManualClock();
+      const port = await freePort();
+      const metrics = new CollectorMetrics({ defaultMetrics: false });
+      const cache = await EventCache.open({ path: join(dir.dir, `cache-${order}`), maxBytes: 64 << 20, maxAgeMs: 0, keyring: new Keyring(randomBytes(32)), commitIntervalMs: 0, logger: silentLogger, metrics, clock });
+      const shipper = new Shipper({
+        cache,
+        collectorId: 'replay',
+        endpoints: [`127.0.0.1:${port}`],
+        retry: { maxAttempts: 3, initialDelayMs: 20, maxDelayMs: 50, multiplier: 2 },
+        batchSize: 10,
+        syncRate: RATE,
+        syncOrder: order,
+        clock,
+        logger: silentLogger,
+        metrics,
+      });
+      const pipeline = new EventPipeline({ cache, collectorId: 'replay', clock, logger: silentLogger, metrics, onCacheFailure: 'forward', onDurable: () => shipper.notify() });
+      const meta = newSessionMeta('postgres', '127.0.0.1:1', '127.0.0.1:2', clock.now());
+      const offer = (n: number): void => {
+        for (let i = 0; i < n; i++) pipeline.offer(makeEvent(EventKind.Statement, meta, clock.now()));
+      };
+      // The gateway is down: 300 events pile up in the cache.
+      shipper.start();
+      offer(300);
+      await cache.flush();
+      assert.equal(cache.stats().events, 300);
+
+      const { gw, arrivals } = await gatewayOn(port, `gw-${order}`);
+      try {
+        // The token bucket starts full: one second's worth (RATE) goes at once, then nothing until time passes.
+        await until('the first second of backlog', () => arrivals.length === RATE);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(arrivals.length, RATE, 'no more than rate_limit before the clock moves');
+        const first = arrivals.slice();
+        assert.deepEqual(first, order === 'newest_first' ? range(300, 201) : range(1, 100));
+
+        // Live events are not held behind the backlog.
+        offer(5);
+        await until('live events', () => arrivals.length === RATE + 5);
+        assert.deepEqual(arrivals.slice(RATE), range(301, 305));
+
+        // Each simulated second releases exactly RATE more of the backlog.
+        clock.advance(1000);
+        await until('the second second of backlog', () => arrivals.length === 2 * RATE + 5);
+        clock.advance(1000);
+        await until('the rest of the backlog', () => arrivals.length === 3 * RATE + 5);
+        const backlog = [...first, ...arrivals.slice(RATE + 5)];
+        assert.deepEqual(backlog, order === 'newest_first' ? range(300, 1) : range(1, 300));
+        await until('the cache emptied', () => cache.stats().events === 0);
+      } finally {
+        await shipper.stop();
+        await cache.close();
+        await gw.close();
+      }
+    });
+  });
+}
+
+function range(from: number, to: number): bigint[] {
+  const out: bigint[] = [];
+  if (from <= to) for (let i = from; i <= to; i++) out.push(BigInt(i));
+  else for (let i = from; i >= to; i--) out.push(BigInt(i));
+  return out;
+}
