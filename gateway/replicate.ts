@@ -182,6 +182,7 @@ export async function startReplication(opts: ReplicationOptions): Promise<Replic
   const r = g.replication;
   const log = opts.logger.child({ component: 'replication' });
   const keyring = keyringOf(config, opts.env ?? process.env);
+  const auth = clientAuth({ tokenFile: r.token_file, caFile: r.tls.ca_file, certFile: r.tls.cert_file, keyFile: r.tls.key_file });
   const path = r.cache_dir || join(g.data_dir, 'replication');
   const shipMetrics = new CollectorMetrics({ defaultMetrics: false });
   const cache = await EventCache.open({
@@ -195,7 +196,6 @@ export async function startReplication(opts: ReplicationOptions): Promise<Replic
     metrics: shipMetrics,
     onLoss: (loss) => log.error({ ...loss, fromSeq: String(loss.fromSeq), toSeq: String(loss.toSeq) }, 'events dropped from the replication cache before the peer had them'),
   });
-  const auth = clientAuth({ tokenFile: r.token_file, caFile: r.tls.ca_file, certFile: r.tls.cert_file, keyFile: r.tls.key_file });
   auth.metadata.set(REPLICATION_HEADER, g.id);
   const shipper = new Shipper({
     cache,
