@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, isAuditError } from '../lib/errors.js';
 import * as grpc from '@grpc/grpc-js';
@@ -206,6 +207,29 @@ test('two replicas of region A on one PostgreSQL store, both replicating to B: t
   } finally {
     await a1.close();
     await a2.close();
+    await b.close();
+    tmp.remove();
+  }
+});
+
+test('a peer that requires a bearer token: refused without it (events stay queued), accepted with gateway.replication.token_file', async () => {
+  const tmp = tempDir();
+  const tokenFile = join(tmp.dir, 'peer.token');
+  writeFileSync(tokenFile, 'replication-token-0123456789\n');
+  const key = writeKeyFile(tmp.dir);
+  const b = await startGateway({ config: gatewayConfig(join(tmp.dir, 'b'), ['--gateway.token_file', tokenFile]) });
+  let a = await startGateway({ config: gatewayConfig(join(tmp.dir, 'a'), replicationFlags('gw-a', [b.address], key)) });
+  try {
+    await sendAll(a, events(20));
+    await waitFor('B to refuse A', async () => (await b.metrics.authFailures.get()).values[0]?.value > 0);
+    assert.equal(await b.store.count(), 0);
+    assert.equal(a.replication?.pending(), 20);
+    await a.close();
+    a = await startGateway({ config: gatewayConfig(join(tmp.dir, 'a'), [...replicationFlags('gw-a', [b.address], key), '--gateway.replication.token_file', tokenFile]) });
+    await waitFor('B to hold the events', async () => (await b.store.count()) === 20);
+    assert.equal(await a.replication?.waitIdle(10_000), true);
+  } finally {
+    await a.close();
     await b.close();
     tmp.remove();
   }
