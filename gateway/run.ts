@@ -33,7 +33,7 @@ export interface RunGatewayOptions {
   logger: Logger;
   onStored?: (events: AuditEvent[]) => void;
   metrics?: GatewayMetrics;
-  /** Status of DR replication; without it, a set gateway.replicate_to reads "not running". */
+  /** Status of DR replication, instead of the gateway's own (tests); with neither, a set gateway.replicate_to reads "not running". */
   replication?: ReplicationStatus;
   store?: GatewayOptions['store'];
 }

@@ -250,7 +250,8 @@ export class Shipper {
     s.call.on('error', () => {});
     s.call.cancel();
     if (this.#stopped) return;
-    this.#failed(`stream to gateway ${this.endpoint} failed: ${err.message}`, err.code ?? grpc.status.UNAVAILABLE, pushbackMs(err));
+    // We never cancel a live stream ourselves (stop() detaches first): a CANCELLED here is the gateway going away, counted as 503.
+    this.#failed(`stream to gateway ${this.endpoint} failed: ${err.message}`, err.code === undefined || err.code === grpc.status.CANCELLED ? grpc.status.UNAVAILABLE : err.code, pushbackMs(err));
   }
 
   /**

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { silentLogger } from '../../lib/log.js';
 import { GatewayMetrics } from '../../lib/metrics.js';
 import { gatewayChecks, runGateway, type ReplicationPeerStatus } from '../../gateway/run.js';
-import { makeTempDir } from '../harness/index.js';
+import { freePort, makeTempDir } from '../harness/index.js';
 import { getJson, scrape } from './obs-stack.js';
 
 function gatewayConfig(dir: string, extra: Record<string, unknown> = {}): Config {
@@ -37,20 +39,26 @@ test('gateway checks: store answers → healthy; store fails → unhealthy; repl
   }
 });
 
-test('runGateway: /health/ready stays 200 with the DR peer away (degraded in /health/detailed), dbaudit_replication_pending from the hook', async () => {
+test('runGateway with gateway.replicate_to: /health/ready stays 200 with the DR peer away, degraded in /health/detailed, from the replication startGateway runs', async () => {
   const tmp = makeTempDir('obs-gwh');
-  const peers: ReplicationPeerStatus[] = [{ endpoint: '127.0.0.1:1', connected: false, pending: 42, lastError: 'connect ECONNREFUSED' }];
-  const gw = await runGateway({ config: gatewayConfig(tmp.dir, { 'gateway.replicate_to': ['127.0.0.1:1'] }), logger: silentLogger, metrics: new GatewayMetrics(), replication: { peers: () => peers } });
+  const keyFile = join(tmp.dir, 'replication.key');
+  writeFileSync(keyFile, randomBytes(32).toString('base64'));
+  const peer = `127.0.0.1:${await freePort()}`;
+  const gw = await runGateway({ config: gatewayConfig(tmp.dir, { 'gateway.replicate_to': [peer], 'gateway.replication.key_file': keyFile }), logger: silentLogger, metrics: new GatewayMetrics() });
   try {
     const ready = await getJson(gw.httpAddress, '/health/ready');
     assert.equal(ready.status, 200);
-    assert.deepEqual(Object.keys(ready.body.checks as object), ['store', 'replication']);
+    const checks = ready.body.checks as Record<string, { status: string; peers?: Array<Record<string, unknown>> }>;
+    assert.deepEqual(Object.keys(checks), ['store', 'replication']);
+    assert.equal(checks.replication.status, 'degraded');
+    assert.equal(checks.replication.peers?.[0].endpoint, peer);
+    assert.equal(checks.replication.peers?.[0].connected, false);
     const detailed = await getJson(gw.httpAddress, '/health/detailed');
     assert.equal(detailed.body.status, 'degraded');
     assert.deepEqual(Object.keys(detailed.body).sort(), ['checks', 'status', 'uptime_seconds', 'version']);
-    assert.equal(((detailed.body.checks as Record<string, Record<string, unknown>>).store).kind, 'embedded');
+    assert.equal((detailed.body.checks as Record<string, Record<string, unknown>>).store.kind, 'embedded');
     const s = await scrape(gw.httpAddress);
-    assert.equal(s.value('dbaudit_replication_pending'), 42);
+    assert.equal(s.value('dbaudit_replication_pending'), 0);
     assert.ok(s.names().has('process_cpu_user_seconds_total'));
   } finally {
     await gw.close();
