@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { formatResults, runChaos } from '../../scripts/chaos.js';
+import { skipUnless } from '../harness/index.js';
+
+/**
+ * The chaos run in a short form: every scenario of `npm run chaos`, with
+ * 5-second outages and a light load. The full run (60-second outages) is
+ * `npm run chaos`; its figures are in bench/RESULTS.md.
+ */
+describe('chaos (short form)', { skip: skipUnless('pgaudit', 'pgbench') }, () => {
+  test('five failure scenarios: nothing lost, nothing stored twice, failover in time', { timeout: 600_000 }, async (t) => {
+    const results = await runChaos({ outageMs: 5_000, clients: 2, scenarios: [1, 2, 3, 4, 5], log: (l) => t.diagnostic(l) });
+    t.diagnostic('\n' + formatResults(results));
+    assert.equal(results.length, 5);
+    for (const r of results) {
+      assert.ok(r.logged > 0, `${r.name}: no load ran`);
+      assert.equal(r.lost, 0, `${r.name}: events lost`);
+      assert.equal(r.twice, 0, `${r.name}: events stored twice`);
+      assert.equal(r.storedB, r.storedA, `${r.name}: region B differs from region A`);
+    }
+    for (const r of results.filter((x) => x.rtoMs !== undefined)) assert.ok(r.rtoMs! < 5_000, `${r.name}: RTO ${r.rtoMs} ms`);
+  });
+});
