@@ -12,6 +12,7 @@ import { CollectorMetrics, type GatewayMetrics } from '../lib/metrics.js';
 import { Shipper } from '../proxy/shipper.js';
 import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import type { CallGuard } from './auth.js';
+import { GatedCache } from './replicate-gate.js';
 import type { ReplicationPeerStatus, ReplicationStatus } from './run.js';
 import type { PutResult, SearchFilter, Store, StoredEvent } from './store.js';
 
@@ -28,11 +29,12 @@ import type { PutResult, SearchFilter, Store, StoredEvent } from './store.js';
  * *before* the store write, then the copies of events the store already
  * held are removed again. So a crash between the store's commit and the
  * cache can never leave a stored event unreplicated (a retry would find it
- * a duplicate and not replicate it). The price: an event a collector
- * delivers again (a replay after a lost ack, two collectors sending the
- * same event to two replicas) may reach the peer again if the shipper
- * picks its copy up before the store's answer removes it; the peer stores
- * it once (dedup by event_id) and counts a duplicate.
+ * a duplicate and not replicate it). Until the store has answered, the
+ * put's copies are hidden from the Shipper (replicate-gate.ts), so the copy
+ * of an event a collector delivered again (a replay after a lost ack) is
+ * gone before it could be sent. Two replicas sharing one store that both
+ * receive the same event at once may each find it new at the moment they
+ * copy it, but only one store write succeeds: the other's copy is dropped.
  *
  * No bouncing: a replication stream carries the metadata header
  * `dbaudit-replication-source: <gateway id>`. The receiving gateway's guard
@@ -72,13 +74,15 @@ export function replicationGuard(base: CallGuard): CallGuard {
 export class ReplicatingStore implements Store {
   readonly #inner: Store;
   readonly #cache: EventCache;
+  readonly #gate: GatedCache;
   readonly #log: Logger;
   readonly #notify: () => void;
   readonly deleteBefore?: (micros: number) => Promise<number>;
 
-  constructor(inner: Store, cache: EventCache, notify: () => void, logger: Logger) {
+  constructor(inner: Store, cache: EventCache, gate: GatedCache, notify: () => void, logger: Logger) {
     this.#inner = inner;
     this.#cache = cache;
+    this.#gate = gate;
     this.#notify = notify;
     this.#log = logger;
     const del = inner.deleteBefore?.bind(inner);
@@ -101,30 +105,34 @@ export class ReplicatingStore implements Store {
     const queued = new Map<number, bigint>();
     const seen = new Set<string>();
     let last = 0;
+    let hold: number | undefined;
     events.forEach((ev, i) => {
       if (arrivedByReplication(ev.deliveredBy) || seen.has(ev.eventId)) return;
       seen.add(ev.eventId);
       const seq = this.#cache.reserveSeq();
+      hold ??= this.#gate.hold(seq);
       last = this.#cache.append(seq, ev.raw, ev.receivedAtMs);
       queued.set(i, seq);
     });
-    if (queued.size > 0) {
+    if (hold === undefined) return this.#inner.put(events);
+    try {
       await new Promise<void>((resolve, reject) => {
         this.#cache.whenDurable(last, (err) => (err ? reject(AuditError.from(err, ErrorCode.Cache, 'replication cache write failed')) : resolve()));
       });
-    }
-    const result = await this.#inner.put(events);
-    if (queued.size > 0) {
+      const result = await this.#inner.put(events);
       for (const i of result.fresh) queued.delete(i);
       if (queued.size > 0) {
-        // Already held: queued (or delivered) when first stored; not again.
+        // Already held by the store: queued (or delivered) when first stored; not again.
         await this.#cache.ack([...queued.values()]).catch((err: unknown) => {
           this.#log.warn({ err: (err as Error).message }, 'cannot drop duplicate copies from the replication cache; the peer will dedup them');
         });
       }
+      return result;
+    } finally {
+      // On a failed write the copies stay and are sent: at least once.
+      this.#gate.release(hold);
       this.#notify();
     }
-    return result;
   }
 
   search(filter: SearchFilter): Promise<AuditEvent[]> {
@@ -197,8 +205,9 @@ export async function startReplication(opts: ReplicationOptions): Promise<Replic
     onLoss: (loss) => log.error({ ...loss, fromSeq: String(loss.fromSeq), toSeq: String(loss.toSeq) }, 'events dropped from the replication cache before the peer had them'),
   });
   auth.metadata.set(REPLICATION_HEADER, g.id);
+  const gate = new GatedCache(cache);
   const shipper = new Shipper({
-    cache,
+    cache: gate.asCache(),
     credentials: auth.credentials,
     metadata: auth.metadata,
     collectorId: g.id,
@@ -222,7 +231,7 @@ export async function startReplication(opts: ReplicationOptions): Promise<Replic
     opts.metrics.replicationPending.set(pending());
     lag.set(lagSeconds());
   };
-  const store = new ReplicatingStore(opts.store, cache, () => {
+  const store = new ReplicatingStore(opts.store, cache, gate, () => {
     shipper.notify();
     publish();
   }, log);
