@@ -39,6 +39,7 @@ export class ProxyListener {
   #unwatch: (() => void) | undefined;
   #accepting = true;
   #upstreamOpen = 0;
+  #upstreamOkAt = 0;
 
   constructor(deps: ListenerDeps) {
     this.#deps = deps;
@@ -129,6 +130,11 @@ export class ProxyListener {
     return this.#upstreamOpen;
   }
 
+  /** When (clock ms) a database connection last succeeded; 0 if never. Recent ones spare /health/ready a probe. */
+  get lastUpstreamConnect(): number {
+    return this.#upstreamOkAt;
+  }
+
   #accept(socket: net.Socket): void {
     const d = this.#deps;
     const c = d.config.collector;
@@ -162,7 +168,7 @@ export class ProxyListener {
       serverTls: this.#serverContext !== undefined,
       upstreamTlsMode: c.upstream_tls.mode,
       upgradeClient: (s, leftover) => this.#upgradeClient(s, leftover),
-      connectUpstream: () => connectTcp(upstream.host, upstream.port).then((s) => (this.#upstreamOpen++, s.once('close', () => this.#upstreamOpen--))),
+      connectUpstream: () => connectTcp(upstream.host, upstream.port).then((s) => (this.#upstreamOpen++, (this.#upstreamOkAt = d.clock.now()), s.once('close', () => this.#upstreamOpen--))),
       upgradeServer: (s) => this.#upgradeServer(s, upstream.host),
       onClose: (cn) => {
         if (this.#connections.delete(cn)) d.metrics.dbConnectionsActive.dec();
