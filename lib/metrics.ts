@@ -70,6 +70,7 @@ export class CollectorMetrics {
     this.cacheMaxBytes = new client.Gauge({ name: 'dbaudit_cache_max_bytes', help: 'Configured maximum size of the local cache.', registers: r });
     this.cacheSyncPending = new client.Gauge({ name: 'dbaudit_cache_sync_pending', help: 'Cached events not yet acknowledged by a gateway.', registers: r });
     this.cacheDropped = new client.Counter({ name: 'dbaudit_cache_dropped_events_total', help: 'Events dropped from the cache by policy (size, age).', labelNames: ['reason'], registers: r });
+    for (const reason of ['size', 'age']) this.cacheDropped.inc({ reason }, 0);
     this.cacheCorrupt = new client.Counter({ name: 'dbaudit_cache_corrupt_records_total', help: 'Cache records that could not be read or decrypted.', registers: r });
     this.cacheWriteErrors = new client.Counter({ name: 'dbaudit_cache_write_errors_total', help: 'Failed writes to the local cache.', registers: r });
     this.eventLag = new client.Gauge({ name: 'dbaudit_event_lag_seconds', help: 'Age of the oldest event not yet acknowledged by a gateway.', registers: r });
@@ -82,6 +83,7 @@ export class CollectorMetrics {
       new client.Counter({ name: 'dbaudit_database_connections_errors_total', help: 'Failures connecting to or talking with the database.', registers: r }),
       new client.Counter({ name: 'dbaudit_database_connection_errors_by_reason_total', help: 'Failures connecting to (connect) or talking with (io) the database, by reason.', labelNames: ['reason'], registers: r }),
     );
+    for (const reason of ['connect', 'io']) this.dbConnectionErrors.byReason.inc({ reason }, 0);
     this.anomalies = new client.Counter({ name: 'dbaudit_protocol_anomalies_total', help: 'Wire traffic the decoder could not follow.', labelNames: ['protocol', 'reason'], registers: r });
     this.bytesForwarded = new client.Counter({ name: 'dbaudit_bytes_forwarded_total', help: 'Bytes forwarded, by direction.', labelNames: ['direction'], registers: r });
     this.limitRejections = new client.Counter({ name: 'dbaudit_limit_rejections_total', help: 'Connections or statements refused by a configured limit.', labelNames: ['limit'], registers: r });
