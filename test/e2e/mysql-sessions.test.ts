@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import mysql from 'mysql2/promise';
+import { freePort, sharedMariadb, skipUnless, type MariaServer } from '../harness/index.js';
+import * as B from '../../proxy/mysql/test-builders.js';
+import { brief, startStack, type Stack } from './stack.js';
+
+/** A minimal MySQL client over a raw socket: enough to log in with mysql_native_password and send any bytes. */
+class RawMysqlClient {
+  readonly #sock: net.Socket;
+  #buf = Buffer.alloc(0);
+  #waiters: (() => void)[] = [];
+  constructor(sock: net.Socket) {
+    this.#sock = sock;
+    sock.on('data', (c: Buffer) => {
+      this.#buf = Buffer.concat([this.#buf, c]);
+      for (const w of this.#waiters.splice(0)) w();
+    });
+  }
+  static async open(port: number): Promise<RawMysqlClient> {
+    const sock = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+    return new RawMysqlClient(sock);
+  }
+  /** The next packet's payload. */
+  async packet(): Promise<Buffer> {
+    for (;;) {
+      if (this.#buf.length >= 4) {
+        const len = this.#buf[0]! | (this.#buf[1]! << 8) | (this.#buf[2]! << 16);
+        if (this.#buf.length >= 4 + len) {
+          const p = this.#buf.subarray(4, 4 + len);
+          this.#buf = this.#buf.subarray(4 + len);
+          return p;
+        }
+      }
+      await new Promise<void>((r) => this.#waiters.push(r));
+    }
+  }
+  /** Reads packets until an OK, EOF or ERR that ends a response; returns its first byte. */
+  async response(): Promise<number> {
+    let eofs = 0;
+    for (;;) {
+      const p = await this.packet();
+      if (p[0] === 0x00 && eofs === 0) return 0;
+      if (p[0] === 0xff) return 0xff;
+      if (p[0] === 0xfe && p.length < 9 && ++eofs === 2) return 0xfe;
+    }
+  }
+  async login(user: string, password: string, db: string): Promise<void> {
+    const g = await this.packet();
+    const nul = g.indexOf(0, 1);
+    const scramble = Buffer.concat([g.subarray(nul + 5, nul + 13), g.subarray(nul + 5 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10, nul + 5 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10 + 12)]);
+    const sha1 = (b: Buffer | string): Buffer => createHash('sha1').update(b).digest();
+    const h1 = sha1(password);
+    const h3 = sha1(Buffer.concat([scramble, sha1(h1)]));
+    const hr = B.handshakeResponse({ user, db, caps: B.CLIENT_CAPS & ~0x200000, attrs: { program_name: 'raw' } });
+    const auth = Buffer.from(h1.map((b, i) => b ^ h3[i]!));
+    const at = hr.indexOf(Buffer.from('01234567890123456789'));
+    auth.copy(hr, at);
+    this.send(hr);
+    const ok = await this.packet();
+    assert.equal(ok[0], 0, `login answered 0x${ok[0]!.toString(16)}: ${ok.toString('latin1')}`);
+  }
+  send(b: Buffer): void {
+    this.#sock.write(b);
+  }
+  close(): void {
+    this.#sock.destroy();
+  }
+}
+
+describe('MySQL sessions ending every way, refusals, and hostile bytes', { skip: skipUnless('server_audit') }, () => {
+  let m: MariaServer;
+  let stack: Stack;
+
+  before(async () => {
+    m = await sharedMariadb();
+    stack = await startStack(`${m.host}:${m.port}`, { 'collector.protocol': 'mysql', 'audit.redact': 'none' });
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  const ended = (db: string, n = 1) => stack.waitForEvents((e) => e.filter((x) => x.kind === 'session_end').length >= n, { database: db });
+
+  test('an unknown command: one anomaly, the bytes still reach the server (its ERR comes back), the session goes on', async (t) => {
+    const db = await m.createDatabase('raw');
+    const c = await RawMysqlClient.open(stack.proxyPort);
+    t.after(() => c.close());
+    await c.login(m.tcpUser.name, m.tcpUser.password, db);
+    c.send(B.query('SELECT 1'));
+    assert.equal(await c.response(), 0xfe);
+    c.send(B.command(0x99, 'xyz'));
+    const err = await c.packet();
+    assert.equal(err[0], 0xff);
+    assert.equal(err.readUInt16LE(1), 1047, 'the server answered: Unknown command');
+    c.send(B.query('SELECT 2'));
+    assert.equal(await c.response(), 0xfe, 'bytes keep flowing after the anomaly');
+    c.send(B.quit());
+    const evs = await ended(db);
+    assert.deepEqual(evs.map(brief).map((e) => [e.kind, e.statement ?? e.reason ?? '']), [
+      ['session_start', ''],
+      ['login_success', ''],
+      ['statement', 'SELECT 1'],
+      ['anomaly', 'unknown_command'],
+      ['session_end', 'server_disconnect'], // decoding stopped: COM_QUIT went by unseen, the server then closed
+    ]);
+    assert.equal(evs[3]!.detail, 'command 0x99');
+  });
+
+  test('client vanishes mid-statement: the server still finishes it, as without a proxy, and the session ends client_disconnect', async () => {
+    const db = await m.createDatabase('vanish');
+    const c = await mysql.createConnection({ host: '127.0.0.1', port: stack.proxyPort, user: m.tcpUser.name, password: m.tcpUser.password, database: db });
+    c.on('error', () => undefined);
+    void c.query('SELECT SLEEP(2)').catch(() => undefined); // never answered: the client is gone
+    await new Promise((r) => setTimeout(r, 200));
+    c.destroy();
+    const evs = await ended(db);
+    assert.deepEqual(evs.map(brief).map((e) => [e.kind, e.statement ?? '', e.reason ?? '']), [
+      ['session_start', '', ''],
+      ['login_success', '', ''],
+      ['statement', 'SELECT SLEEP(2)', ''], // MariaDB finishes the statement before it notices the client is gone
+      ['session_end', '', 'client_disconnect'],
+    ]);
+  });
+
+  test('killed by the server: session_end server_disconnect', async () => {
+    const db = await m.createDatabase('killed');
+    const c = await mysql.createConnection({ host: '127.0.0.1', port: stack.proxyPort, user: m.tcpUser.name, password: m.tcpUser.password, database: db });
+    c.on('error', () => undefined);
+    await m.mysql(`KILL CONNECTION ${c.threadId}`);
+    await assert.rejects(c.query('SELECT 1'));
+    const evs = await ended(db);
+    assert.equal(evs.at(-1)!.reason, 'server_disconnect');
+    assert.equal(evs.filter((e) => e.kind === 'anomaly').length, 0);
+  });
+
+  test('database down: the client gets ERR 2013 (08S01) from the proxy with sequence 0, and the attempt is audited', async () => {
+    const down = await startStack(`127.0.0.1:${await freePort()}`, { 'collector.protocol': 'mysql' });
+    try {
+      await assert.rejects(mysql.createConnection({ host: '127.0.0.1', port: down.proxyPort, user: 'x', password: 'y' }), (err: { errno?: number; sqlState?: string; message: string }) => {
+        assert.equal(err.errno, 2013);
+        assert.equal(err.sqlState, '08S01');
+        assert.match(err.message, /^dbaudit: the database is not reachable/);
+        return true;
+      });
+      const evs = await down.waitForEvents((e) => e.some((x) => x.kind === 'session_end'));
+      assert.deepEqual(evs.map((e) => [e.kind, e.reason]), [['session_end', 'upstream_error']]);
+    } finally {
+      await down.close();
+    }
+  });
+
+  test('too many connections: ERR 1040 (08004) before the greeting', async () => {
+    const one = await startStack(`${m.host}:${m.port}`, { 'collector.protocol': 'mysql', 'collector.limits.max_connections': 1 });
+    try {
+      const a = await mysql.createConnection({ host: '127.0.0.1', port: one.proxyPort, user: m.tcpUser.name, password: m.tcpUser.password });
+      await assert.rejects(mysql.createConnection({ host: '127.0.0.1', port: one.proxyPort, user: m.tcpUser.name, password: m.tcpUser.password }), (err: { errno?: number; sqlState?: string }) => {
+        assert.equal(err.errno, 1040);
+        assert.equal(err.sqlState, '08004');
+        return true;
+      });
+      await a.end();
+    } finally {
+      await one.close();
+    }
+  });
+
+  test('a wrong password: login_failure with 1045 / 28000, as the server said', async () => {
+    const db = await m.createDatabase('badpw');
+    await assert.rejects(mysql.createConnection({ host: '127.0.0.1', port: stack.proxyPort, user: m.tcpUser.name, password: 'wrong', database: db }), /Access denied/);
+    const evs = await ended(db);
+    assert.deepEqual(evs.map(brief), [
+      { kind: 'session_start', user: m.tcpUser.name, database: db },
+      { kind: 'login_failure', user: m.tcpUser.name, database: db, error: '1045' },
+      { kind: 'session_end', user: m.tcpUser.name, database: db, reason: 'server_disconnect' },
+    ]);
+    assert.equal(evs[1]!.sqlstate, '28000');
+  });
+});
