@@ -98,10 +98,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
           await gwA1.stop();
           await gwA2.stop();
           await sleep(opts.outageMs);
-          const t = Date.now();
           await gwA1.start();
           await gwA2.start();
-          return t;
+          // Measured from the moment the gateways accept connections again.
+          return Date.now();
         },
       },
       4: {
