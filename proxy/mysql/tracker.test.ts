@@ -187,6 +187,26 @@ describe('MySQL tracker: commands', () => {
     assert.equal(off.filter((e) => e.params !== undefined).length, 0, 'no parameters unless log_parameters');
   });
 
+  it('an execute that opens a cursor completes at the column EOF; COM_STMT_FETCH rows are not a new statement', () => {
+    const evs = events([
+      ...LOGIN,
+      ['c', B.prepare('SELECT a FROM t')],
+      ['s', B.prepareOk(1, 4, 0, 1)],
+      ['c', B.execute(4, [], true, 0x01)],
+      ['s', cat([B.packets(1, Buffer.from([1])), B.columnDef(2, 'a'), B.eof(3, Status.CursorExists | 2)])],
+      ['c', B.command(Com.StmtFetch, Buffer.from([4, 0, 0, 0, 10, 0, 0, 0]))],
+      ['s', cat([B.binaryRow(1, ['1']), B.binaryRow(2, ['2']), B.eof(3, Status.LastRowSent | 2)])],
+      ['c', B.query('SELECT 1')],
+      ['s', B.resultSet(1, ['1'], [['1']])],
+    ]);
+    assert.deepEqual(evs.filter((e) => e.kind === 'statement').map((e) => [e.statement, e.rows, e.detail ?? '']), [['SELECT a FROM t', 0, 'cursor opened'], ['SELECT 1', 1, '']]);
+  });
+
+  it('MariaDB COM_STMT_BULK_EXECUTE: one statement with the prepared text and the affected rows', () => {
+    const evs = events([...LOGIN, ['c', B.prepare('INSERT INTO t VALUES (?)')], ['s', B.prepareOk(1, 5, 1, 0)], ['c', B.command(Com.StmtBulkExecute, Buffer.from([5, 0, 0, 0, 0x80, 0, 3, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0]))], ['s', B.ok(1, { affected: 2 })]]);
+    assert.deepEqual(evs.filter((e) => e.kind === 'statement').map((e) => [e.statement, e.tag, e.rows]), [['INSERT INTO t VALUES (?)', 'INSERT', 2]]);
+  });
+
   it('SEND_LONG_DATA is counted into the next execute, then forgotten; STMT_RESET drops it', () => {
     const evs = events(
       [
