@@ -1,5 +1,6 @@
 import type { Clock } from '../../lib/clock.js';
 import type { WireReader } from '../wire/reader.js';
+import { parseChangeUser } from './handshake.js';
 import { Com, u16, u32 } from './packets.js';
 import { Command, Resp } from './pending.js';
 
@@ -73,6 +74,18 @@ export function simpleCommand(com: number, r: WireReader, clock: Clock): Command
     default:
       return null;
   }
+}
+
+/** COM_CHANGE_USER (the whole payload at `buf[start, end)`): the user and database asked for; its answer is an auth exchange. */
+export function changeUserCommand(buf: Buffer, start: number, end: number, caps: number, clock: Clock): Command | null {
+  const m = parseChangeUser(buf, start + 1, end, caps);
+  if (m === null) return null;
+  const c = new Command(Com.ChangeUser, clock.now(), clock.monoMicros());
+  c.user = m.user;
+  c.database = m.database;
+  c.plugin = m.authPlugin;
+  c.state = Resp.Auth;
+  return c;
 }
 
 function rest(r: WireReader): string {

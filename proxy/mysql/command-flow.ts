@@ -1,17 +1,14 @@
-import { MYSQL, SqlLexer, StatementSpan, nextStatement } from '../../lib/sql-lexer.js';
-import { EventKind, makeEvent } from '../events.js';
-import { BoundedMap, RingQueue, UNKNOWN_STATEMENT } from '../postgres/pending.js';
+import { RingQueue } from '../postgres/pending.js';
 import type { TrackerOptions } from '../protocol.js';
 import { WireReader } from '../wire/reader.js';
-import { commandOf } from './classify.js';
-import { quoteIdent, simpleCommand, useTarget } from './client-commands.js';
+import { changeUserCommand, simpleCommand } from './client-commands.js';
 import { Want, type SeqCounter } from './decoder.js';
-import { authSwitchPlugin, parseChangeUser } from './handshake.js';
-import { Cap, Com, MAX_PACKET_PAYLOAD, MariaCap, Resp as R, Sha2, Status, lenenc, u16, u32 } from './packets.js';
-import { ExecuteHead, parseExecute } from './params.js';
-import { Command, Prepared, Resp } from './pending.js';
-import { ErrPacket, OkPacket, PROGRESS_CODE, cutMessage, parseEofStatus, parseErr, parseOk } from './responses.js';
-import { Unfinished, type MysqlStatementRecorder, type StatementText } from './statements.js';
+import { Cap, Com, MAX_PACKET_PAYLOAD, MariaCap, Resp as R, Status, lenenc, u16, u32 } from './packets.js';
+import { Resp, type Command } from './pending.js';
+import { PreparedStatements } from './prepared.js';
+import { Outcomes, copyErr, okDetail } from './outcomes.js';
+import { ErrPacket, OkPacket, PROGRESS_CODE, parseEofStatus, parseErr, parseOk } from './responses.js';
+import type { MysqlStatementRecorder } from './statements.js';
 
 export interface FlowLimits {
   /** Client commands carrying SQL or values (COM_QUERY, PREPARE, EXECUTE, SEND_LONG_DATA). */
@@ -56,13 +53,11 @@ export class CommandFlow {
   readonly #limits: FlowLimits;
   readonly #fail: (reason: string, detail: string) => void;
   readonly #r = new WireReader();
-  readonly #lex = new SqlLexer(MYSQL);
-  readonly #span = new StatementSpan();
+  readonly #out: Outcomes;
   readonly #ok = new OkPacket();
   readonly #err = new ErrPacket();
-  readonly #exec = new ExecuteHead();
   readonly #queue: RingQueue<Command>;
-  readonly #prepared: BoundedMap<Prepared>;
+  readonly #prepared: PreparedStatements;
   #pendingBytes = 0;
   /** Negotiated capabilities (client ∩ server) and MariaDB's extended ones. */
   caps = 0;
@@ -80,10 +75,11 @@ export class CommandFlow {
     this.seq = seq;
     this.#opts = opts;
     this.#rec = rec;
+    this.#out = new Outcomes(opts, rec);
     this.#limits = limits;
     this.#fail = fail;
     this.#queue = new RingQueue<Command>(limits.pendingOps);
-    this.#prepared = new BoundedMap<Prepared>(limits.statements, limits.statementBytes);
+    this.#prepared = new PreparedStatements(limits.statements, limits.statementBytes);
   }
 
   get pendingOps(): number {
@@ -134,31 +130,18 @@ export class CommandFlow {
         this.terminated = true;
         return true;
       case Com.StmtClose:
-        this.#prepared.delete(String(u32(r)));
+        this.#prepared.close(r);
         return true;
-      case Com.StmtSendLongData: {
-        const id = u32(r);
-        const param = u16(r);
-        if (!r.ok) return this.#bad('COM_STMT_SEND_LONG_DATA');
-        const p = this.#prepared.get(String(id));
-        if (p !== undefined) {
-          p.longData ??= new Map();
-          p.longData.set(param, (p.longData.get(param) ?? 0) + r.remaining);
-        }
-        return true;
-      }
+      case Com.StmtSendLongData:
+        return this.#prepared.longData(r) || this.#bad('COM_STMT_SEND_LONG_DATA');
       case Com.StmtExecute:
-      case Com.StmtBulkExecute:
-        return this.#execute(com, r);
+      case Com.StmtBulkExecute: {
+        const c = this.#prepared.execute(com, r, this.#opts);
+        return c === null ? this.#bad('COM_STMT_EXECUTE') : this.#enqueue(c);
+      }
       case Com.ChangeUser: {
-        const m = parseChangeUser(buf, start + 1, end, this.caps);
-        if (m === null) return this.#bad('COM_CHANGE_USER');
-        const c = new Command(com, this.#opts.clock.now(), this.#opts.clock.monoMicros());
-        c.user = m.user;
-        c.database = m.database;
-        c.plugin = m.authPlugin;
-        c.state = Resp.Auth;
-        return this.#enqueue(c);
+        const c = changeUserCommand(buf, start, end, this.caps, this.#opts.clock);
+        return c === null ? this.#bad('COM_CHANGE_USER') : this.#enqueue(c);
       }
       default: {
         const c = simpleCommand(com, r, this.#opts.clock);
@@ -167,30 +150,6 @@ export class CommandFlow {
         return this.#enqueue(c);
       }
     }
-  }
-
-  #execute(com: number, r: WireReader): boolean {
-    const o = this.#opts;
-    const at = r.position;
-    const end = at + r.remaining;
-    const id = u32(r);
-    if (!r.ok) return this.#bad('COM_STMT_EXECUTE');
-    const p = this.#prepared.get(String(id));
-    const c = new Command(com, o.clock.now(), o.clock.monoMicros());
-    c.stmtId = id;
-    c.st = p?.st ?? UNKNOWN_STATEMENT;
-    if (com === Com.StmtExecute) {
-      r.reset(r.buffer, at, end); // parseExecute reads the id again with the rest of the head
-      const params = parseExecute(r, p?.nParams ?? 0, p?.types ?? null, p?.longData ?? null, o.logParameters && p !== undefined, o.maxStatementBytes, this.#exec);
-      if (params === undefined) return this.#bad('COM_STMT_EXECUTE');
-      c.params = params;
-      c.cursorFlag = (this.#exec.flags & 0x07) !== 0;
-      if (p !== undefined) {
-        if (this.#exec.types !== null) p.types = this.#exec.types;
-        p.longData = null; // long data is consumed by the execute
-      }
-    }
-    return this.#enqueue(c);
   }
 
   // ---- server → client ----
@@ -208,9 +167,9 @@ export class CommandFlow {
       case Resp.PrepCols:
         return first === R.Err ? this.#limits.server : Want.Skip;
       case Resp.Rows:
-        return (first === R.Eof && length < MAX_PACKET_PAYLOAD) || first === R.Err ? this.#limits.server : Want.Skip;
       case Resp.FieldList:
-        return (first === R.Eof && length < 9) || first === R.Err ? this.#limits.server : Want.Skip;
+        // A row (or column definition) starting with 0xFE is at least 16 MiB long; shorter ones are the EOF/OK that ends them.
+        return (first === R.Eof && length < MAX_PACKET_PAYLOAD) || first === R.Err ? this.#limits.server : Want.Skip;
       case Resp.Infile:
         return this.#stop(FlowAnomaly.OutOfSync, 'server packet during LOAD DATA content');
       default:
@@ -336,7 +295,7 @@ export class CommandFlow {
     const cols = u16(r);
     const params = u16(r);
     if (!r.ok) return this.#bad('COM_STMT_PREPARE OK');
-    this.#prepared.set(String(id), new Prepared(this.#rec.text(h.sql, h.sqlBytes), params));
+    this.#prepared.add(id, this.#rec.text(h.sql, h.sqlBytes), params);
     h.prepColumns = cols;
     if (params > 0) {
       h.state = Resp.PrepParams;
@@ -354,198 +313,60 @@ export class CommandFlow {
     } else this.#shift(h);
   }
 
-  /**
-   * A result: OK, or the end of a result set. Emits the statement it
-   * completes, or — with more results to come for the same statement (a
-   * CALL's result sets) — adds it up.
-   */
+  /** A result (OK, or the end of a result set) for the head command. */
   #result(h: Command, rows: number, status: number, resultSet: boolean, detail: string): boolean {
     this.status = status;
-    const more = (status & Status.MoreResultsExist) !== 0;
+    let continues = false;
     switch (h.com) {
-      case Com.Query: {
-        this.#ensureSpan(h);
-        const span = h.sql.slice(h.spanStart, h.spanEnd);
-        if (more && (!h.spanHasNext || (resultSet && commandOf(span) === 'CALL'))) {
-          h.acc += rows; // results of one statement (a procedure's result sets)
-          h.rows = 0;
-          h.state = Resp.First;
-          return true;
-        }
-        // The last result takes the rest of the text (whatever the splitter made of it).
-        const whole = !more && h.cursor === 0;
-        const text = whole ? h.sql : more ? span : h.sql.slice(h.spanStart);
-        if (h.infilePackets > 0) detail = joinDetail(`load_data_bytes=${h.infileBytes} load_data_packets=${h.infilePackets}`, detail);
-        // A USE is recorded with the database it switched to (as server_audit logs it).
-        if (!resultSet) this.#afterUse(text);
-        this.#rec.emit(this.#opts.meta, this.#rec.text(text, whole ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, commandOf(text), h.acc + rows, null, '', detail);
-        h.acc = 0;
-        h.rows = 0;
-        if (more) {
-          h.cursor = h.spanNext;
-          h.spanStart = -1;
-          h.state = Resp.First;
-          return true;
-        }
-        this.#shift(h);
-        return true;
-      }
+      case Com.Query:
+        continues = this.#out.queryResult(h, rows, (status & Status.MoreResultsExist) !== 0, resultSet, detail, this.multiStatements, this.#ok);
+        break;
       case Com.StmtExecute:
-      case Com.StmtBulkExecute: {
-        if (more) {
-          h.acc += rows;
-          h.rows = 0;
-          h.state = Resp.First;
-          return true;
-        }
-        const st = h.st ?? UNKNOWN_STATEMENT;
-        const cursor = h.cursorFlag && status & Status.CursorExists ? 'cursor opened' : '';
-        this.#rec.emit(this.#opts.meta, st, String(h.stmtId), h.params, h.timeMs, h.mono, commandOf(st.text), h.acc + rows, null, '', joinDetail(detail, cursor));
-        this.#shift(h);
-        return true;
-      }
+      case Com.StmtBulkExecute:
+        continues = this.#out.executeResult(h, rows, status, detail);
+        break;
       case Com.InitDb:
-        this.#opts.meta.database = h.database;
-        this.#rec.emit(this.#opts.meta, this.#rec.text(h.sql, -1), '', null, h.timeMs, h.mono, 'INIT_DB', 0, null, '', '');
-        this.#shift(h);
-        return true;
       case Com.CreateDb:
       case Com.DropDb:
       case Com.ProcessKill:
       case Com.Shutdown:
-        this.#rec.emit(this.#opts.meta, this.#rec.text(h.sql, -1), '', null, h.timeMs, h.mono, commandOf(h.sql), rows, null, '', '');
-        this.#shift(h);
-        return true;
+        this.#out.commandDone(h, rows);
+        break;
       case Com.SetOption:
         this.multiStatements = h.left === 0;
-        this.#shift(h);
-        return true;
+        break;
       case Com.ResetConnection:
         this.#prepared.clear();
-        this.#shift(h);
-        return true;
-      case Com.StmtReset: {
-        const p = this.#prepared.get(String(h.stmtId));
-        if (p !== undefined) p.longData = null;
-        this.#shift(h);
-        return true;
-      }
-      default:
-        this.#shift(h);
-        return true;
+        break;
+      case Com.StmtReset:
+        this.#prepared.reset(h.stmtId);
+        break;
     }
+    if (continues) h.state = Resp.First;
+    else this.#shift(h);
+    return true;
   }
 
   /** An ERR answering the head command. */
   #error(h: Command, e: ErrPacket): boolean {
-    const err = copyErr(e);
-    const meta = this.#opts.meta;
-    switch (h.com) {
-      case Com.Query: {
-        // Statements after the error did not run: the query ends here.
-        this.#ensureSpan(h);
-        const whole = h.cursor === 0 && !h.spanHasNext;
-        const text = whole ? h.sql : h.spanHasNext ? h.sql.slice(h.spanStart, h.spanEnd) : h.sql.slice(h.spanStart);
-        this.#rec.emit(meta, this.#rec.text(text, whole ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, '', h.acc + h.rows, err, '', '');
-        break;
-      }
-      case Com.StmtPrepare:
-        this.#rec.emit(meta, this.#rec.text(h.sql, h.sqlBytes), '', null, h.timeMs, h.mono, '', 0, err, '', '');
-        break;
-      case Com.StmtExecute:
-      case Com.StmtBulkExecute:
-        this.#rec.emit(meta, h.st ?? UNKNOWN_STATEMENT, String(h.stmtId), h.params, h.timeMs, h.mono, '', h.acc + h.rows, err, '', '');
-        break;
-      case Com.InitDb:
-      case Com.CreateDb:
-      case Com.DropDb:
-      case Com.ProcessKill:
-      case Com.Shutdown:
-        this.#rec.emit(meta, this.#rec.text(h.sql, -1), '', null, h.timeMs, h.mono, '', 0, err, '', '');
-        break;
-      case Com.ChangeUser: {
-        const ev = makeEvent(EventKind.LoginFailure, { ...meta, user: h.user, database: h.database }, this.#opts.clock.now());
-        ev.errorCode = String(err.code);
-        ev.sqlstate = err.sqlstate;
-        ev.errorMessage = err.message;
-        ev.errorSeverity = 'ERROR';
-        ev.detail = 'change_user';
-        this.#opts.emit(ev);
-        break;
-      }
-    }
+    this.#out.error(h, e, this.multiStatements);
     this.#shift(h);
     return true;
   }
 
   #changeUserAnswer(h: Command, first: number, buf: Buffer, start: number, end: number): boolean {
-    if (first === R.Eof) {
-      h.plugin = authSwitchPlugin(buf, start, end);
-      return true;
+    const a = this.#out.changeUserAnswer(h, first, buf, start, end);
+    if (a === 'bad') return this.#bad(`change-user answer 0x${first.toString(16)}`);
+    if (a === 'ok') {
+      this.#prepared.clear(); // a new session state: prepared statements are gone
+      this.#shift(h);
     }
-    if (first === R.AuthMoreData) {
-      if (end - start === 2 && (buf[start + 1] === Sha2.FastAuthSuccess || buf[start + 1] === Sha2.PerformFullAuth)) {
-        h.params = [buf[start + 1] === Sha2.FastAuthSuccess ? 'fast_auth' : 'full_auth'];
-      }
-      return true;
-    }
-    if (first !== R.Ok) return this.#bad(`change-user answer 0x${first.toString(16)}`);
-    const meta = this.#opts.meta;
-    meta.user = h.user;
-    meta.database = h.database;
-    if (h.plugin !== '') meta.authMethod = h.plugin;
-    this.#prepared.clear(); // a new session state: prepared statements are gone
-    const ev = makeEvent(EventKind.LoginSuccess, meta, this.#opts.clock.now());
-    ev.detail = joinDetail('change_user', h.params !== null ? h.params[0]! : '');
-    this.#opts.emit(ev);
-    this.#shift(h);
     return true;
-  }
-
-  /** USE db by COM_QUERY: the session's database follows (from session tracking when the server sends it). */
-  #afterUse(text: string): void {
-    const ok = this.#ok;
-    if (ok.schema !== null) {
-      this.#opts.meta.database = ok.schema;
-      return;
-    }
-    const db = useTarget(text);
-    if (db !== null) this.#opts.meta.database = db;
-  }
-
-  /** The current statement of a COM_QUERY: the whole text, or (multi-statements) the next one from the cursor. */
-  #ensureSpan(h: Command): void {
-    if (h.spanStart >= 0) return;
-    if (!this.multiStatements) {
-      h.spanStart = 0;
-      h.spanEnd = h.sql.length;
-      h.spanNext = h.sql.length;
-      h.spanHasNext = false;
-      return;
-    }
-    const s = nextStatement(this.#lex, h.sql, h.cursor, this.#span);
-    h.spanStart = s.start;
-    h.spanEnd = s.end;
-    h.spanNext = s.next;
-    const after = nextStatement(this.#lex, h.sql, s.next, this.#span);
-    h.spanHasNext = after.start < after.end;
   }
 
   /** Emits what is still pending as unfinished (connection closed, decoding stopped) and forgets everything. */
   abandon(reason: string): void {
-    const q = this.#queue;
-    const meta = this.#opts.meta;
-    for (let h = q.shift(); h !== undefined; h = q.shift()) {
-      if (h.com === Com.Query) {
-        this.#ensureSpan(h);
-        const text = h.cursor > 0 ? h.sql.slice(h.spanStart) : h.sql;
-        if (text.trim() !== '') this.#rec.emit(meta, this.#rec.text(text, text === h.sql ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, '', h.rows, null, reason, '');
-      } else if (h.com === Com.StmtExecute || h.com === Com.StmtBulkExecute) {
-        this.#rec.emit(meta, h.st ?? UNKNOWN_STATEMENT, String(h.stmtId), h.params, h.timeMs, h.mono, '', h.rows, null, reason, '');
-      } else if (h.com === Com.InitDb || h.com === Com.StmtPrepare) {
-        this.#rec.emit(meta, this.#rec.text(h.sql, h.sqlBytes), '', null, h.timeMs, h.mono, '', 0, null, reason, '');
-      }
-    }
+    for (let h = this.#queue.shift(); h !== undefined; h = this.#queue.shift()) this.#out.abandon(h, reason, this.multiStatements);
     this.#pendingBytes = 0;
   }
 
@@ -574,24 +395,3 @@ export class CommandFlow {
     return Want.Stop;
   }
 }
-
-function copyErr(e: ErrPacket): ErrPacket {
-  const c = new ErrPacket();
-  c.code = e.code;
-  c.sqlstate = e.sqlstate;
-  c.message = cutMessage(e.message);
-  return c;
-}
-
-function okDetail(ok: OkPacket): string {
-  let d = '';
-  if (ok.lastInsertId > 0) d = `last_insert_id=${ok.lastInsertId}`;
-  if (ok.warnings > 0) d = joinDetail(d, `warnings=${ok.warnings}`);
-  return d;
-}
-
-function joinDetail(a: string, b: string): string {
-  return a === '' ? b : b === '' ? a : `${a} ${b}`;
-}
-
-export { quoteIdent };
