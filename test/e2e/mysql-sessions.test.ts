@@ -4,6 +4,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 import { freePort, sharedMariadb, skipUnless, type MariaServer } from '../harness/index.js';
+import { Cap } from '../../proxy/mysql/packets.js';
 import * as B from '../../proxy/mysql/test-builders.js';
 import { brief, startStack, type Stack } from './stack.js';
 
@@ -48,14 +49,27 @@ class RawMysqlClient {
       if (p[0] === 0xfe && p.length < 9 && ++eofs === 2) return 0xfe;
     }
   }
-  async login(user: string, password: string, db: string): Promise<void> {
+  /** One result: rows of a result set (-1 for an OK), its status flags, or the error number. */
+  async result(deprecateEof: boolean): Promise<{ rows: number; status: number; error: number }> {
+    const first = await this.packet();
+    if (first[0] === 0xff) return { rows: 0, status: 0, error: first.readUInt16LE(1) };
+    if (first[0] === 0x00) return { rows: -1, status: okStatus(first), error: 0 };
+    for (let i = 0; i < first[0]!; i++) await this.packet();
+    if (!deprecateEof) await this.packet();
+    for (let rows = 0; ; rows++) {
+      const p = await this.packet();
+      if (p[0] === 0xff) return { rows, status: 0, error: p.readUInt16LE(1) };
+      if (p[0] === 0xfe && p.length < 0xffffff) return { rows, status: deprecateEof ? okStatus(p) : p.readUInt16LE(3), error: 0 };
+    }
+  }
+  async login(user: string, password: string, db: string, extraCaps = 0): Promise<void> {
     const g = await this.packet();
     const nul = g.indexOf(0, 1);
     const scramble = Buffer.concat([g.subarray(nul + 5, nul + 13), g.subarray(nul + 5 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10, nul + 5 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10 + 12)]);
     const sha1 = (b: Buffer | string): Buffer => createHash('sha1').update(b).digest();
     const h1 = sha1(password);
     const h3 = sha1(Buffer.concat([scramble, sha1(h1)]));
-    const hr = B.handshakeResponse({ user, db, caps: B.CLIENT_CAPS & ~0x200000, attrs: { program_name: 'raw' } });
+    const hr = B.handshakeResponse({ user, db, caps: (B.CLIENT_CAPS & ~0x200000) | extraCaps, attrs: { program_name: 'raw' } });
     const auth = Buffer.from(h1.map((b, i) => b ^ h3[i]!));
     const at = hr.indexOf(Buffer.from('01234567890123456789'));
     auth.copy(hr, at);
@@ -69,6 +83,13 @@ class RawMysqlClient {
   close(): void {
     this.#sock.destroy();
   }
+}
+
+/** Status flags of an OK packet (0x00 or the 0xFE that ends rows). */
+function okStatus(p: Buffer): number {
+  let at = 1;
+  for (let i = 0; i < 2; i++) at += p[at]! < 0xfb ? 1 : p[at] === 0xfc ? 3 : p[at] === 0xfd ? 4 : 9;
+  return p.readUInt16LE(at);
 }
 
 describe('MySQL sessions ending every way, refusals, and hostile bytes', { skip: skipUnless('server_audit') }, () => {
@@ -108,6 +129,34 @@ describe('MySQL sessions ending every way, refusals, and hostile bytes', { skip:
       ['session_end', 'server_disconnect'], // decoding stopped: COM_QUIT went by unseen, the server then closed
     ]);
     assert.equal(evs[3]!.detail, 'command 0x99');
+  });
+
+  test('CLIENT_DEPRECATE_EOF on (no real client here asks for it): result sets end with an OK, several results in one query', async (t) => {
+    const db = await m.createDatabase('deof');
+    const c = await RawMysqlClient.open(stack.proxyPort);
+    t.after(() => c.close());
+    await c.login(m.tcpUser.name, m.tcpUser.password, db, Cap.DeprecateEof);
+    c.send(B.query('SELECT seq FROM seq_1_to_3'));
+    const r0 = await c.result(true);
+    assert.deepEqual([r0.rows, r0.error, r0.status & 8], [3, 0, 0]);
+    c.send(B.query('SELECT 1; SELECT seq FROM seq_1_to_5; DO 1'));
+    const r1 = await c.result(true);
+    const r2 = await c.result(true);
+    const r3 = await c.result(true);
+    assert.deepEqual([r1.rows, r1.status & 8, r2.rows, r2.status & 8, r3.rows, r3.status & 8], [1, 8, 5, 8, -1, 0]);
+    c.send(B.query('SELECT * FROM nope'));
+    assert.equal((await c.result(true)).error, 1146);
+    c.send(B.quit());
+    const evs = await ended(db);
+    assert.deepEqual(evs.filter((e) => e.kind === 'statement').map((e) => [e.statement, Number(e.rows), e.errorCode]), [
+      ['SELECT seq FROM seq_1_to_3', 3, ''],
+      ['SELECT 1', 1, ''],
+      ['SELECT seq FROM seq_1_to_5', 5, ''],
+      ['DO 1', 0, ''],
+      ['SELECT * FROM nope', 0, '1146'],
+    ]);
+    assert.equal(evs.at(-1)!.reason, 'client_terminate');
+    assert.equal(evs.filter((e) => e.kind === 'anomaly').length, 0);
   });
 
   test('client vanishes mid-statement: the server still finishes it, as without a proxy, and the session ends client_disconnect', async () => {
