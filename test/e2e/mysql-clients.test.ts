@@ -99,8 +99,9 @@ describe('MariaDB through the proxy: the mariadb client and mysql2', { skip: ski
     await groundTruth(t, from2, mine);
   });
 
-  test('mysql2: query, execute with parameters of every common type, errors', async (t) => {
+  test('mysql2: query, execute with parameters of every common type, errors, ping, USE by query', async (t) => {
     const db = await m.createDatabase('m2');
+    const db2 = await m.createDatabase('m2b');
     const from = m.logOffset();
     const c = await connect(db, { connectAttributes: { program_name: 'm2-basic' } });
     await c.query('CREATE TABLE t (id INT PRIMARY KEY, score DOUBLE, name VARCHAR(40), at DATETIME, data BLOB, big BIGINT)');
@@ -110,8 +111,13 @@ describe('MariaDB through the proxy: the mariadb client and mysql2', { skip: ski
     assert.equal((rows as unknown[]).length, 2);
     await assert.rejects(c.execute('INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)', [1, 0, 'dup', null, null, 0]), /Duplicate entry/);
     await assert.rejects(c.query('SELECT * FROM missing_table'), /doesn't exist/);
+    await c.ping(); // COM_PING: answered, not a statement
+    await c.query(`USE \`${db2}\``); // COM_QUERY USE: the database follows (the server tracks the schema)
+    await c.query('SELECT 2');
     await c.end();
-    const evs = await sessionEvents(db);
+    const all = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end' && x.database === db2));
+    const sid = all.find((e) => e.kind === 'session_start' && e.database === db)!.sessionId;
+    const evs = all.filter((e) => e.sessionId === sid);
     const u = user();
     const base = { kind: 'statement', user: u, database: db };
     const ins = 'INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)';
@@ -122,7 +128,10 @@ describe('MariaDB through the proxy: the mariadb client and mysql2', { skip: ski
       { ...base, statement: 'SELECT id FROM t WHERE score > ? ORDER BY id', tag: 'SELECT', rows: 2, params: ['-1'] },
       { ...base, statement: ins, rows: 0, error: '1062', params: ['1', '0', 'dup', 'NULL', 'NULL', '0'] },
       { ...base, statement: 'SELECT * FROM missing_table', rows: 0, error: '1146' },
+      { ...base, database: db2, statement: `USE \`${db2}\``, tag: 'USE', rows: 0 },
+      { ...base, database: db2, statement: 'SELECT 2', tag: 'SELECT', rows: 1 },
     ]);
+    assert.equal(evs.filter((e) => e.kind === 'anomaly').length, 0);
     assert.match(evs.find((e) => e.parameters.length > 3)!.parameters[3]!, /^2026-01-0[12] \d\d:04:05/);
     assert.equal(evs[0]!.applicationName, 'm2-basic');
     assert.equal(evs.find((e) => e.kind === 'login_success')!.authMethod, 'mysql_native_password');
