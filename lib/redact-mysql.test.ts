@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MASKED_PASSWORD, MASKED_STATEMENT } from './redact.js';
-import { redactMysql } from './redact-mysql.js';
+import { MYSQL_NO_BACKSLASH, redactMysql } from './redact-mysql.js';
 
 const lit = (s: string): string => redactMysql(s, 'literals');
 const none = (s: string): string => redactMysql(s, 'none');
@@ -30,6 +30,14 @@ describe('redactMysql: MySQL lexical rules', () => {
   it('none mode keeps the text as sent', () => {
     const q = "SELECT 'a\\'b' FROM t # c";
     assert.equal(none(q), q);
+  });
+
+  it('NO_BACKSLASH_ESCAPES: a backslash is an ordinary character, as the server reads it', () => {
+    const sql = "SELECT 'C:\\', 'x' FROM t WHERE p = 'pw'";
+    assert.equal(redactMysql(sql, 'literals', true), 'SELECT ?, ? FROM t WHERE p = ?');
+    assert.equal(lit(sql), MASKED_STATEMENT, 'read with escapes the first string never ends: masked whole, never leaked');
+    assert.equal(redactMysql("CREATE USER u IDENTIFIED BY 'pw\\'", 'none', true), `CREATE USER u IDENTIFIED BY ${P}`);
+    assert.equal(MYSQL_NO_BACKSLASH.backslashStrings, false);
   });
 
   it('an unterminated string is masked whole in literals mode', () => {

@@ -66,7 +66,7 @@ export class CommandFlow {
   /** Next expected sequence id (shared with the decoders). */
   readonly seq: SeqCounter;
   /** Last server status flags seen. */
-  status = 0;
+  #status = 0;
   /** An ERR that answered nothing (server closing the session). */
   fatal: ErrPacket | null = null;
   terminated = false;
@@ -80,6 +80,15 @@ export class CommandFlow {
     this.#fail = fail;
     this.#queue = new RingQueue<Command>(limits.pendingOps);
     this.#prepared = new PreparedStatements(limits.statements, limits.statementBytes);
+  }
+
+  get status(): number {
+    return this.#status;
+  }
+  /** Server status flags (greeting, OK, EOF): the transaction state and sql_mode's NO_BACKSLASH_ESCAPES. */
+  set status(s: number) {
+    this.#status = s;
+    this.#rec.noBackslashEscapes = (s & Status.NoBackslashEscapes) !== 0;
   }
 
   get pendingOps(): number {

@@ -20,6 +20,8 @@ export interface Greeting {
   readonly authPlugin: string;
   /** The server's default character set (0 when absent). */
   readonly charset: number;
+  /** Server status flags (0 when absent). */
+  readonly status: number;
   /** Payload offset of the lower capability bytes (for rewriting). */
   readonly capsLowAt: number;
   /** Payload offset of the upper capability bytes, -1 when absent. */
@@ -40,9 +42,10 @@ export function parseGreeting(buf: Buffer, start: number, end: number): Greeting
   let maria = 0;
   let plugin = '';
   let charset = 0;
+  let status = 0;
   if (r.remaining > 0) {
     charset = r.uint8();
-    r.skip(2); // status
+    status = u16(r);
     capsHighAt = r.position - start;
     caps = (caps | (u16(r) << 16)) >>> 0;
     const authLen = r.uint8();
@@ -57,7 +60,7 @@ export function parseGreeting(buf: Buffer, start: number, end: number): Greeting
       plugin = buf.toString('latin1', at, nul >= 0 && nul < end ? nul : end);
     }
   }
-  return { protocolVersion: version, serverVersion, connectionId, capabilities: caps, mariaCapabilities: maria, authPlugin: plugin, charset, capsLowAt, capsHighAt };
+  return { protocolVersion: version, serverVersion, connectionId, capabilities: caps, mariaCapabilities: maria, authPlugin: plugin, charset, status, capsLowAt, capsHighAt };
 }
 
 export interface HandshakeResponse {

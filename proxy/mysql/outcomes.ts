@@ -1,3 +1,4 @@
+import { MYSQL_NO_BACKSLASH } from '../../lib/redact-mysql.js';
 import { MYSQL, SqlLexer, StatementSpan, nextStatement } from '../../lib/sql-lexer.js';
 import { EventKind, makeEvent } from '../events.js';
 import { UNKNOWN_STATEMENT } from '../postgres/pending.js';
@@ -20,6 +21,7 @@ export class Outcomes {
   readonly #opts: TrackerOptions;
   readonly #rec: MysqlStatementRecorder;
   readonly #lex = new SqlLexer(MYSQL);
+  readonly #lexNoBackslash = new SqlLexer(MYSQL_NO_BACKSLASH);
   readonly #span = new StatementSpan();
 
   constructor(opts: TrackerOptions, rec: MysqlStatementRecorder) {
@@ -174,11 +176,12 @@ export class Outcomes {
       h.spanHasNext = false;
       return;
     }
-    const s = nextStatement(this.#lex, h.sql, h.cursor, this.#span);
+    const lex = this.#rec.noBackslashEscapes ? this.#lexNoBackslash : this.#lex;
+    const s = nextStatement(lex, h.sql, h.cursor, this.#span);
     h.spanStart = s.start;
     h.spanEnd = s.end;
     h.spanNext = s.next;
-    const after = nextStatement(this.#lex, h.sql, s.next, this.#span);
+    const after = nextStatement(lex, h.sql, s.next, this.#span);
     h.spanHasNext = after.start < after.end;
   }
 }

@@ -31,6 +31,8 @@ export class MysqlStatementRecorder {
   readonly #clock: Clock;
   readonly #emit: (ev: AuditEvent) => void;
   readonly #logParameters: boolean;
+  /** The session's sql_mode has NO_BACKSLASH_ESCAPES (from the server status flags). */
+  noBackslashEscapes = false;
 
   constructor(mode: RedactMode, maxBytes: number, clock: Clock, emit: (ev: AuditEvent) => void, logParameters: boolean) {
     this.#mode = mode;
@@ -43,7 +45,7 @@ export class MysqlStatementRecorder {
   /** `sql` as sent, `bytes` its UTF-8 length (or -1 to measure it). */
   text(sql: string, bytes: number): StatementText {
     const length = bytes >= 0 ? bytes : Buffer.byteLength(sql);
-    const redacted = redactMysql(sql, this.#mode);
+    const redacted = redactMysql(sql, this.#mode, this.noBackslashEscapes);
     const cls = classifyMysql(sql);
     const max = this.#maxBytes;
     if (redacted.length * 3 <= max) return new StatementText(redacted, length, false, cls);

@@ -58,7 +58,7 @@ export const SERVER_CAPS = (0xfffff7fe | Cap.Compress | Cap.Ssl | Cap.DeprecateE
 
 // ---- server → client ----
 
-export function greeting(o: { caps?: number; maria?: number; plugin?: string; version?: string; connectionId?: number } = {}): Buffer {
+export function greeting(o: { caps?: number; maria?: number; plugin?: string; version?: string; connectionId?: number; status?: number } = {}): Buffer {
   const caps = (o.caps ?? SERVER_CAPS) >>> 0;
   const scramble = Buffer.from('0123456789abcdefghij');
   const payload = cat(
@@ -69,7 +69,7 @@ export function greeting(o: { caps?: number; maria?: number; plugin?: string; ve
     u8(0),
     u16(caps & 0xffff),
     u8(45),
-    u16(0x0002),
+    u16(o.status ?? 0x0002),
     u16(caps >>> 16),
     u8(21),
     Buffer.alloc(6),

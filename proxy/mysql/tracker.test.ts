@@ -296,6 +296,18 @@ describe('MySQL tracker: commands', () => {
     assert.deepEqual(s.brief.slice(2), [stmt({ statement: 'SELECT SLEEP(100)', cls: 'READ', rows: 0, reason: 'connection_closed' }), { kind: 'session_end', ...who, reason: 'server_disconnect' }]);
   });
 
+  it('the server status NO_BACKSLASH_ESCAPES (greeting, then every OK) switches the lexical rules of redaction and splitting', () => {
+    const sql = "SELECT 'C:\\'; SELECT 'x'";
+    const more = Status.MoreResultsExist | Status.NoBackslashEscapes | 2;
+    const run = (status: number): unknown[] =>
+      new TestSession({ redact: 'literals' })
+        .run([['s', B.greeting({ status })], ['c', HR], ['s', B.ok(2, { status })], ['c', B.query(sql)], ['s', cat([B.resultSet(1, ['a'], [['C:\\']], { status: more }), B.resultSet(6, ['b'], [['x']], { status: status })])]])
+        .end()
+        .brief.filter((e) => e.kind === 'statement')
+        .map((e) => e.statement);
+    assert.deepEqual(run(Status.NoBackslashEscapes | 2), ['SELECT ?', 'SELECT ?']);
+  });
+
   it('redaction in literals mode: MySQL lexical rules, passwords never kept', () => {
     const s = new TestSession({ redact: 'literals' }).run([...LOGIN, ['c', B.query("CREATE USER 'u'@'%' IDENTIFIED BY 'hunter2'")], ['s', B.ok(1)], ['c', B.query("SELECT 'it\\'s', \"dq\", `id` FROM t WHERE x = 0x1F # c")], ['s', B.ok(1)]]);
     assert.deepEqual(s.brief.filter((e) => e.kind === 'statement').map((e) => String(e.statement).trimEnd()), ['CREATE USER ?@? IDENTIFIED BY ?', 'SELECT ?, ?, `id` FROM t WHERE x = ?']);

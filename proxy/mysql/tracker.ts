@@ -5,7 +5,7 @@ import { CommandFlow, type FlowLimits } from './command-flow.js';
 import { PacketDecoder, SeqCounter, Want, maxBuffered, type PacketSink } from './decoder.js';
 import { authSwitchPlugin, isSslRequest, parseGreeting, parseHandshakeResponse } from './handshake.js';
 import { Cap, Resp, Sha2 } from './packets.js';
-import { ErrPacket, cutMessage, parseErr } from './responses.js';
+import { ErrPacket, OkPacket, cutMessage, parseErr, parseOk } from './responses.js';
 import { MysqlStatementRecorder } from './statements.js';
 
 /*
@@ -80,6 +80,7 @@ export class MysqlTracker implements SessionTracker, PacketSink {
   readonly #server: PacketDecoder;
   readonly #flow: CommandFlow;
   readonly #r = new WireReader();
+  readonly #ok = new OkPacket();
   readonly #startMs: number;
   readonly #startMono: number;
   #phase: Phase;
@@ -268,11 +269,12 @@ export class MysqlTracker implements SessionTracker, PacketSink {
         this.#connectionId = g.connectionId;
         this.#serverVersion = g.serverVersion;
         if (g.authPlugin !== '') this.meta.authMethod = g.authPlugin;
+        this.#flow.status = g.status;
         this.#phase = Phase.Handshake;
         return true;
       }
       case Phase.Auth:
-        if (first === Resp.Ok) return this.#loginOk();
+        if (first === Resp.Ok) return this.#loginOk(buf, start, end);
         if (first === Resp.Err) return this.#loginFailed(buf, start, end, this.#flow.caps);
         if (first === Resp.Eof) {
           this.meta.authMethod = authSwitchPlugin(buf, start, end);
@@ -295,8 +297,9 @@ export class MysqlTracker implements SessionTracker, PacketSink {
     if (this.#phase === Phase.Command) this.#flow.serverSkipped(more);
   }
 
-  #loginOk(): boolean {
+  #loginOk(buf: Buffer, start: number, end: number): boolean {
     this.#phase = Phase.Command;
+    if (parseOk(this.#r.reset(buf, start, end), this.#flow.caps, this.#ok)) this.#flow.status = this.#ok.status;
     const ev = makeEvent(EventKind.LoginSuccess, this.meta, this.#opts.clock.now());
     let detail = `connection_id=${this.#connectionId} server_version=${this.#serverVersion}`;
     if (this.#sha2 !== '') detail += ` ${this.#sha2}`;
