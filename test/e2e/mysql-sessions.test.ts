@@ -159,6 +159,23 @@ describe('MySQL sessions ending every way, refusals, and hostile bytes', { skip:
     assert.equal(evs.filter((e) => e.kind === 'anomaly').length, 0);
   });
 
+  test("sql_mode NO_BACKSLASH_ESCAPES: redaction reads strings as the server does (the status flag tells the proxy)", async () => {
+    const lit = await startStack(`${m.host}:${m.port}`, { 'collector.protocol': 'mysql' });
+    try {
+      const db = await m.createDatabase('nbe');
+      const c = await mysql.createConnection({ host: '127.0.0.1', port: lit.proxyPort, user: m.tcpUser.name, password: m.tcpUser.password, database: db });
+      await c.query("SELECT 'C:\\\\dir', 'x'"); // default sql_mode: the backslash escapes
+      await c.query("SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'");
+      const [rows] = await c.query("SELECT 'C:\\' AS a, 'secret' AS b");
+      assert.deepEqual(rows, [{ a: 'C:\\', b: 'secret' }]);
+      await c.end();
+      const evs = await lit.waitForEvents((e) => e.some((x) => x.kind === 'session_end'), { database: db });
+      assert.deepEqual(evs.filter((e) => e.kind === 'statement').map((e) => e.statement), ['SELECT ?, ?', 'SET SESSION sql_mode = ?', 'SELECT ? AS a, ? AS b']);
+    } finally {
+      await lit.close();
+    }
+  });
+
   test('client vanishes mid-statement: the server still finishes it, as without a proxy, and the session ends client_disconnect', async () => {
     const db = await m.createDatabase('vanish');
     const c = await mysql.createConnection({ host: '127.0.0.1', port: stack.proxyPort, user: m.tcpUser.name, password: m.tcpUser.password, database: db });
