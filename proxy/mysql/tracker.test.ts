@@ -42,7 +42,7 @@ describe('MySQL tracker: connection phase', () => {
     const evs = events([['s', G], ['c', HR], ['s', B.err(2, 1045, '28000', "Access denied for user 'alice'")]]);
     assert.deepEqual(evs, [
       { kind: 'session_start', ...who },
-      { kind: 'login_failure', ...who, error: '1045', sqlstate: '28000' },
+      { kind: 'login_failure', ...who, error: '1045', sqlstate: '28000', detail: 'connection_id=42' },
       { kind: 'session_end', ...who, reason: 'client_disconnect', detail: "1045: Access denied for user 'alice'" },
     ]);
   });

@@ -318,6 +318,7 @@ export class MysqlTracker implements SessionTracker, PacketSink {
     ev.sqlstate = e.sqlstate;
     ev.errorMessage = e.message;
     ev.errorSeverity = 'FATAL';
+    if (this.#connectionId !== 0) ev.detail = `connection_id=${this.#connectionId}`;
     this.#opts.emit(ev);
     this.#fatal = e;
     this.#phase = Phase.Closed;

@@ -38,7 +38,7 @@ describe('MariaDB through the proxy: the mariadb client and mysql2', { skip: ski
 
   /** server_audit's lines for the sessions in `evs` (by connection id), compared with their stored statements. */
   async function groundTruth(t: { diagnostic(s: string): void }, from: number, evs: AuditEvent[]): Promise<void> {
-    const ids = new Set(evs.filter((e) => e.kind === 'login_success').map((e) => Number(/connection_id=(\d+)/.exec(e.detail)?.[1])));
+    const ids = new Set(evs.filter((e) => e.kind === 'login_success' || e.kind === 'login_failure').map((e) => Number(/connection_id=(\d+)/.exec(e.detail)?.[1])));
     const expected = evs.filter((e) => e.kind === 'statement' && e.commandTag !== 'INIT_DB').length;
     const ours = (e: { connectionId: number; operation: string }): boolean => ids.has(e.connectionId) && e.operation === 'QUERY';
     const entries = (await m.waitAuditLog((e) => e.filter(ours).length >= expected, from)).filter((e) => ids.has(e.connectionId));
@@ -46,6 +46,8 @@ describe('MariaDB through the proxy: the mariadb client and mysql2', { skip: ski
     t.diagnostic(report.summary);
     assert.deepEqual(report.missing, []);
     assert.deepEqual(report.extra, []);
+    assert.deepEqual(report.connections.missing, []);
+    assert.deepEqual(report.connections.extra, []);
   }
 
   test('the mariadb client: a script, an error, USE (COM_INIT_DB): exact events, server_audit agrees', async (t) => {

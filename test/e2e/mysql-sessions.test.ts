@@ -6,6 +6,7 @@ import mysql from 'mysql2/promise';
 import { freePort, sharedMariadb, skipUnless, type MariaServer } from '../harness/index.js';
 import { Cap } from '../../proxy/mysql/packets.js';
 import * as B from '../../proxy/mysql/test-builders.js';
+import { compareWithServerAudit } from './ground-truth-mysql.js';
 import { brief, startStack, type Stack } from './stack.js';
 
 /** A minimal MySQL client over a raw socket: enough to log in with mysql_native_password and send any bytes. */
@@ -244,5 +245,10 @@ describe('MySQL sessions ending every way, refusals, and hostile bytes', { skip:
       { kind: 'session_end', user: m.tcpUser.name, database: db, reason: 'server_disconnect' },
     ]);
     assert.equal(evs[1]!.sqlstate, '28000');
+    // server_audit logged the same failed connection, under the connection id the greeting gave.
+    const id = Number(/connection_id=(\d+)/.exec(evs[1]!.detail)![1]);
+    const logged = await m.waitAuditLog((e) => e.some((x) => x.connectionId === id && x.operation === 'FAILED_CONNECT'));
+    const report = compareWithServerAudit(logged.filter((e) => e.connectionId === id), evs, [m.tcpUser.name]);
+    assert.deepEqual(report.connections, { logged: 1, stored: 1, missing: [], extra: [] });
   });
 });
