@@ -7,6 +7,7 @@ import { loadState, openDatabase, peekEdge, repairDatabase, type Edge } from './
 import { META_KEY, type Meta, encodeMeta, epochToBytes, recordKey } from './record.js';
 import { Rocks, isCorruption } from './rocks.js';
 import { type Pending, PendingQueue } from './pending.js';
+import { RecentRecords } from './recent.js';
 import { scanRecords } from './scan.js';
 import { sealRecord } from './seal.js';
 import { Tickets, startTicker } from './tickets.js';
@@ -36,6 +37,8 @@ export class EventCache {
   #oldest: Edge | undefined;
   #newest: Edge | undefined;
   readonly #pending = new PendingQueue();
+  /** Durable, unacknowledged records in plaintext: the shipper's scans of fresh records skip RocksDB. */
+  readonly #recent = new RecentRecords();
   readonly #tickets: Tickets;
   #tail: Promise<unknown> = Promise.resolve();
   #committing = false;
@@ -109,6 +112,7 @@ export class EventCache {
     const key = recordKey(seq);
     const value = sealRecord(this.#opts.keyring, this.#epochBytes, key, timeMs, payload);
     this.#pending.push({ seq, key, value, timeMs, ticket });
+    this.#recent.appended(seq, payload);
     if (this.#pending.bytes > this.#maxPending) this.#boundPending();
     this.#schedule();
     return ticket;
@@ -137,7 +141,9 @@ export class EventCache {
 
   /** Durable, un-acknowledged records with seq in (afterSeq, beforeSeq), in the given order, at most `limit`. */
   scan(opts: ScanOptions): Promise<CachedRecord[]> {
-    return this.#run(() =>
+    // In the task queue like every read, so a scan never overtakes an ack or a commit queued before it.
+    return this.#run(async () =>
+      this.#recent.scan(opts, this.#meta.lowSeq) ??
       scanRecords(() => this.#requireDb(), this.#opts.keyring, this.#epochBytes, this.#meta.lowSeq, opts, (list) => this.#dropCorrupt(list)),
     );
   }
@@ -147,7 +153,9 @@ export class EventCache {
     if (seqs.length === 0) return Promise.resolve();
     return this.#run(async () => {
       const db = this.#requireDb();
-      await this.#remove(db, await presentRecords(db, seqs));
+      // An acknowledgement need not be fsynced: if a crash loses it, the record
+      // is shipped again and the gateway's dedup by event_id drops the copy.
+      await this.#remove(db, await presentRecords(db, seqs), false, [], false);
     });
   }
 
@@ -260,6 +268,7 @@ export class EventCache {
     }
     this.#pending.settle(batch, false);
     const { meta, keep } = plan;
+    this.#recent.committed(batch, keep, plan.lost, this.#meta.lastSeq);
     this.#meta = meta;
     if (plan.lost.length) this.#oldest = await peekEdge(this.#db!, meta.lowSeq, false).catch(() => undefined);
     if (!this.#oldest && keep.length) this.#oldest = { seq: keep[0].seq, timeMs: keep[0].timeMs };
@@ -328,6 +337,7 @@ export class EventCache {
 
   /** After a failed write: reopen the database, learn whether the failed batch landed, probe with a synced write, then commit. */
   async #recover(): Promise<void> {
+    this.#recent.invalidate();
     const ok = await this.#run(async () => {
       this.#retryTimer = undefined;
       if (this.#closed) return false;
@@ -363,6 +373,7 @@ export class EventCache {
 
   async #repair(err: unknown): Promise<void> {
     this.#log.error({ err }, 'cache database corrupt: repairing');
+    this.#recent.invalidate();
     await this.#db?.close().catch(() => undefined);
     this.#db = undefined;
     const r = await repairDatabase(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize }, { ...this.#meta, unreported: this.#losses.undelivered(this.#meta.unreported) }, this.#log);
@@ -373,20 +384,32 @@ export class EventCache {
   }
 
   /** Deletes `gone` (all present) durably and updates the counters. */
-  async #remove(db: Rocks, gone: Victim[], advanceLow = false, losses: Loss[] = []): Promise<void> {
+  async #remove(db: Rocks, gone: Victim[], advanceLow = false, losses: Loss[] = [], sync = true): Promise<void> {
     if (gone.length === 0) return;
     // While a failed batch awaits its verdict, its commit number must stay unused.
     if (this.#failed || !this.#writable) throw new AuditError(ErrorCode.Cache, `cache is not writable: ${this.#lastError ?? 'recovering'}`);
-    const { meta, ops } = planRemoval(this.#meta, gone, advanceLow, [...this.#losses.undelivered(this.#meta.unreported), ...losses]);
+    const unreported = [...this.#losses.undelivered(this.#meta.unreported), ...losses];
+    const { meta, ops } = planRemoval(this.#meta, gone, advanceLow, unreported);
     try {
-      await db.write(ops, true);
+      // a removal that records a loss is always synced: a loss must not be forgotten
+      await db.write(ops, sync || unreported.length > 0);
+      this.#recent.removed(gone.map((v) => v.seq));
     } catch (err) {
       this.#writeFailed(err);
       throw AuditError.from(err, ErrorCode.Cache, 'cache delete failed');
     }
     this.#meta = meta;
     this.#losses.report(losses);
-    if (!this.#oldest || gone.some((v) => v.seq === this.#oldest!.seq)) this.#oldest = await peekEdge(db, meta.lowSeq, false);
+    if (!this.#oldest || gone.some((v) => v.seq === this.#oldest!.seq)) {
+      this.#oldest = await peekEdge(db, meta.lowSeq, false);
+      // Nothing below the oldest record is present: start later scans there, so
+      // they do not step over the tombstones of every record acknowledged so far
+      // (the stored lowSeq, written with the next meta, stays a valid lower bound).
+      let top = meta.lowSeq;
+      for (const v of gone) if (v.seq >= top) top = v.seq + 1n;
+      const low = this.#oldest ? this.#oldest.seq : top;
+      if (low > this.#meta.lowSeq) this.#meta = { ...this.#meta, lowSeq: low };
+    }
     if (this.#newest && gone.some((v) => v.seq === this.#newest!.seq)) this.#newest = await peekEdge(db, meta.lowSeq, true);
     this.#publish();
   }
@@ -405,6 +428,7 @@ export class EventCache {
   #boundPending(): void {
     const gone = this.#pending.bound(this.#maxPending, this.#failed?.count ?? 0);
     if (gone.length === 0) return;
+    this.#recent.dropped(gone.map((p) => p.seq));
     this.#tickets.fail(new Set(gone.map((p) => p.ticket)), new AuditError(ErrorCode.CacheFull, 'cache write backlog full: record dropped'));
     this.#losses.report(lossesOf('size', gone.map((p) => p.seq))); // never written: nothing to persist
   }
