@@ -1,6 +1,4 @@
-import { create } from '@bufbuild/protobuf';
-import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
+import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import { uuidv7 } from '../lib/uuid.js';
 
 export type { AuditEvent };
@@ -42,12 +40,19 @@ export function newSessionMeta(protocol: SessionMeta['protocol'], clientAddress:
   return { sessionId: uuidv7(nowMs), protocol, clientAddress, serverAddress, tls: false, user: '', database: '', applicationName: '', authMethod: '' };
 }
 
-/** A new event of `kind` at `timeMs`, with a fresh UUIDv7 id and the session's shared fields. */
+/**
+ * A new event of `kind` at `timeMs`, with a fresh UUIDv7 id and the
+ * session's shared fields. Built as a literal with every field set (what
+ * protobuf-es create() makes for this proto3 message, without its
+ * per-field reflection: one hidden class, a few times cheaper).
+ */
 export function makeEvent(kind: EventKind, meta: SessionMeta, timeMs: number): AuditEvent {
-  return create(AuditEventSchema, {
+  const seconds = Math.floor(timeMs / 1000);
+  return {
+    $typeName: 'dbaudit.audit.v1.AuditEvent',
     eventId: uuidv7(timeMs),
     kind,
-    time: timestampFromMs(timeMs),
+    time: { $typeName: 'google.protobuf.Timestamp', seconds: BigInt(seconds), nanos: Math.round((timeMs - seconds * 1000) * 1e6) },
     sessionId: meta.sessionId,
     protocol: meta.protocol,
     clientAddress: meta.clientAddress,
@@ -57,5 +62,29 @@ export function makeEvent(kind: EventKind, meta: SessionMeta, timeMs: number): A
     applicationName: meta.applicationName,
     tls: meta.tls,
     authMethod: meta.authMethod,
-  });
+    statement: '',
+    statementClass: '',
+    commandTag: '',
+    parameters: [],
+    rows: 0n,
+    errorCode: '',
+    sqlstate: '',
+    errorMessage: '',
+    errorSeverity: '',
+    durationUs: 0n,
+    statementTruncated: false,
+    statementLength: 0n,
+    preparedName: '',
+    bytesFromClient: 0n,
+    bytesToClient: 0n,
+    reason: '',
+    detail: '',
+    collectorId: '',
+    epoch: '',
+    seq: 0n,
+    chainHash: new Uint8Array(0),
+    lossFromSeq: 0n,
+    lossToSeq: 0n,
+    deliveredBy: '',
+  };
 }

@@ -1,9 +1,8 @@
-import { toBinary } from '@bufbuild/protobuf';
-import { AuditEventSchema } from '../proto/gen/audit/v1/event_pb.js';
 import type { EventCache } from '../cache/wal.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
+import { encodeAuditEvent } from './event-codec.js';
 import { EventKind, type AuditEvent } from './events.js';
 import type { AuditSink } from './sink.js';
 
@@ -47,7 +46,7 @@ export class EventPipeline implements AuditSink {
     ev.collectorId = o.collectorId;
     ev.epoch = o.cache.epoch;
     ev.seq = seq;
-    const bytes = toBinary(AuditEventSchema, ev);
+    const bytes = encodeAuditEvent(ev);
     const timeMs = ev.time ? Number(ev.time.seconds) * 1000 + Math.floor(ev.time.nanos / 1e6) : o.clock.now();
     const ticket = o.cache.append(seq, bytes, timeMs);
     this.#ticket = ticket;
