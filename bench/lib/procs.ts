@@ -58,7 +58,13 @@ async function startProc(name: string, args: string[], port: number, env: NodeJS
   child.stderr!.on('data', (b: Buffer) => void (out = (out + b.toString()).slice(-4000)));
   const kill = (): void => void child.kill('SIGKILL');
   process.once('exit', kill);
-  await waitPort(name, child, port, () => out);
+  try {
+    await waitPort(name, child, port, () => out);
+  } catch (err) {
+    child.kill('SIGKILL');
+    process.off('exit', kill);
+    throw err;
+  }
   return {
     name,
     pid: child.pid!,
@@ -76,14 +82,23 @@ async function startProc(name: string, args: string[], port: number, env: NodeJS
   };
 }
 
-export async function startPipe(upHost: string, upPort: number): Promise<Proc> {
-  const port = await freePort();
-  return startProc('pipe', ['--import', 'tsx', join(ROOT, 'bench', 'macro', 'pipe-proxy.ts'), String(port), upHost, String(upPort)], port);
+/** Starts on a free port, retrying with another port if the first attempt fails (a port taken in between). */
+async function withPort(start: (port: number) => Promise<Proc>): Promise<Proc> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(await freePort());
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
 }
 
-export async function startGatewayProc(dataDir: string, store = 'embedded'): Promise<Proc> {
-  const port = await freePort();
-  return startProc('gateway', [DBAUDIT, 'gateway', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--store', store, '--http', '127.0.0.1:0', '--log-level', 'warn'], port);
+export function startPipe(upHost: string, upPort: number): Promise<Proc> {
+  return withPort((port) => startProc('pipe', ['--import', 'tsx', join(ROOT, 'bench', 'macro', 'pipe-proxy.ts'), String(port), upHost, String(upPort)], port));
+}
+
+export function startGatewayProc(dataDir: string, store = 'embedded'): Promise<Proc> {
+  return withPort((port) => startProc('gateway', [DBAUDIT, 'gateway', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--store', store, '--http', '127.0.0.1:0', '--log-level', 'warn'], port));
 }
 
 export const BENCH_CACHE_KEY = randomBytes(32).toString('base64');
@@ -97,8 +112,11 @@ export async function startDbaudit(opts: {
   extra?: string[];
   nodeArgs?: string[];
 }): Promise<Proc> {
-  const port = await freePort();
-  const args = [
+  return withPort((port) => startProc(`dbaudit-${opts.durability}`, dbauditArgs(opts, port), port, { DBAUDIT_CACHE_KEY: BENCH_CACHE_KEY }));
+}
+
+function dbauditArgs(opts: { protocol: 'postgres' | 'mysql'; upstream: string; gateway: string; cacheDir: string; durability: 'fsync' | 'write'; extra?: string[]; nodeArgs?: string[] }, port: number): string[] {
+  return [
     ...(opts.nodeArgs ?? []),
     DBAUDIT,
     'proxy',
@@ -113,5 +131,4 @@ export async function startDbaudit(opts: {
     '--collector.cache.durability', opts.durability,
     ...(opts.extra ?? []),
   ];
-  return startProc(`dbaudit-${opts.durability}`, args, port, { DBAUDIT_CACHE_KEY: BENCH_CACHE_KEY });
 }
