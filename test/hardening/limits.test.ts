@@ -3,7 +3,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
-import { sharedPostgres, skipUnless, type PgServer } from '../harness/index.js';
+import { sharedPostgres, skipUnless, startPostgres, type PgServer } from '../harness/index.js';
 import { startStack, type Stack } from '../e2e/stack.js';
 
 /** Reads everything the proxy sends until it closes the connection; resolves with the bytes and how long it took. */
@@ -110,6 +110,28 @@ describe('limits: timeouts, connection cap, statement size', { skip: skipUnless(
 });
 
 describe('upstream trouble', { skip: skipUnless('postgres') }, () => {
+  test('the database stopped mid-session: the client gets the server\'s error at once and the session end says why; new clients get a prompt error', async () => {
+    const own = await startPostgres();
+    const stack = await startStack(`${own.host}:${own.port}`);
+    try {
+      const c = new pg.Client({ host: stack.proxyHost, port: stack.proxyPort, user: 'postgres', database: 'postgres', application_name: 'stopped' });
+      const lost = new Promise<Error>((resolve) => c.on('error', resolve));
+      await c.connect();
+      await c.query('select 1');
+      await own.stop();
+      assert.match((await lost).message, /terminating connection due to administrator command|Connection terminated/);
+      const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end'));
+      const end = evs.find((e) => e.kind === 'session_end')!;
+      assert.equal(end.reason, 'server_disconnect');
+      assert.match(end.detail, /^57P01: terminating connection due to administrator command/);
+      const r = new pg.Client({ host: stack.proxyHost, port: stack.proxyPort, user: 'postgres', database: 'postgres' });
+      await assert.rejects(r.connect(), /the database is not reachable through the audit proxy/);
+    } finally {
+      await stack.close();
+      await own.dispose();
+    }
+  });
+
   test('a database that accepts and never answers: the client gets a protocol error at startup_timeout, not a hang', async () => {
     const silent = net.createServer((s) => s.on('error', () => undefined));
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
