@@ -31,8 +31,7 @@ describe('PostgreSQL through the proxy: node-postgres and raw protocol', { skip:
     return new pg.Client({ host: stack.proxyHost, port: stack.proxyPort, user: 'postgres', database: db, ...opts });
   }
 
-  async function sessionEvents(c: { processID?: number | null }, appName: string): Promise<ReturnType<typeof brief>[]> {
-    void c;
+  async function sessionEvents(appName: string): Promise<ReturnType<typeof brief>[]> {
     const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end' && x.applicationName === appName), { database: db });
     return evs.filter((e) => e.applicationName === appName && e.kind === 'statement').map(brief);
   }
@@ -49,7 +48,7 @@ describe('PostgreSQL through the proxy: node-postgres and raw protocol', { skip:
     await c.query({ name: 'get-kv', text: 'select k, v from kv where k >= $1 order by k', values: [2] });
     await c.query('update kv set v = $1 where k = $2', [null, 1]);
     await c.end();
-    const stmts = await sessionEvents(c, 'node-modes');
+    const stmts = await sessionEvents('node-modes');
     const base = { kind: 'statement', user: 'postgres', database: db };
     assert.deepEqual(stmts, [
       { ...base, statement: "insert into kv values (1, 'a'), (2, 'b')", tag: 'INSERT', rows: 2 },
@@ -93,7 +92,7 @@ describe('PostgreSQL through the proxy: node-postgres and raw protocol', { skip:
     await raw.ready();
     raw.send(serialize.end());
     await raw.end();
-    const stmts = await sessionEvents({}, 'raw-pipeline');
+    const stmts = await sessionEvents('raw-pipeline');
     const base = { kind: 'statement', user: 'postgres', database: db };
     assert.deepEqual(stmts, [
       { ...base, statement: 'insert into kv values ($1, $2)', tag: 'INSERT', rows: 1, params: ['10', 'x'] },
@@ -122,7 +121,7 @@ describe('PostgreSQL through the proxy: node-postgres and raw protocol', { skip:
     );
     assert.ok(outBytes > 0);
     await c.end().catch(() => undefined);
-    const stmts = await sessionEvents(c, 'node-copy');
+    const stmts = await sessionEvents('node-copy');
     const base = { kind: 'statement', user: 'postgres', database: db };
     assert.deepEqual(stmts.slice(0, 2), [
       { ...base, statement: 'copy big from stdin', tag: 'COPY', rows: 1000 },
@@ -140,7 +139,7 @@ describe('PostgreSQL through the proxy: node-postgres and raw protocol', { skip:
     await raw.ready();
     raw.send(serialize.end());
     await raw.end();
-    const failed = await sessionEvents({}, 'raw-copyfail');
+    const failed = await sessionEvents('raw-copyfail');
     assert.deepEqual(failed, [{ kind: 'statement', user: 'postgres', database: db, statement: 'copy big from stdin', rows: 0, error: '57014' }]);
   });
 
@@ -163,7 +162,7 @@ describe('PostgreSQL through the proxy: node-postgres and raw protocol', { skip:
     await sendCancel(stack.proxyHost, stack.proxyPort, pid, secret);
     assert.match(await settled, /canceling statement due to user request/);
     await c.end();
-    const stmts = await sessionEvents(c, 'node-cancel');
+    const stmts = await sessionEvents('node-cancel');
     assert.deepEqual(stmts, [{ kind: 'statement', user: 'postgres', database: db, statement: 'select pg_sleep(30)', rows: 0, error: '57014' }]);
     const cancels = await stack.waitForEvents((e) => e.some((x) => x.kind === 'cancel' && x.detail.includes(String(pid))));
     assert.equal(cancels.filter((x) => x.kind === 'cancel' && x.detail.includes(String(pid))).length, 1);
@@ -183,8 +182,8 @@ describe('PostgreSQL through the proxy: node-postgres and raw protocol', { skip:
     await listener.query('select 1 as after_notify');
     await listener.end();
     await notifier.end();
-    const l = await sessionEvents(listener, 'node-listen');
-    const nn = await sessionEvents(notifier, 'node-notify');
+    const l = await sessionEvents('node-listen');
+    const nn = await sessionEvents('node-notify');
     assert.deepEqual(l.map((e) => [e.statement, e.tag]), [['listen audit_channel', 'LISTEN'], ['select 1 as after_notify', 'SELECT']]);
     assert.deepEqual(nn.map((e) => [e.statement, e.tag]), [["notify audit_channel, 'hello'", 'NOTIFY']]);
   });
@@ -197,7 +196,7 @@ describe('PostgreSQL through the proxy: node-postgres and raw protocol', { skip:
     await c.query({ text: "alter role pw_none_role password 'Plain-Secret-Marker-3'", values: [] });
     await c.query('drop role pw_none_role');
     await c.end();
-    const stmts = await sessionEvents(c, 'node-passwords');
+    const stmts = await sessionEvents('node-passwords');
     assert.equal(stmts.length, 4);
     const all = (await stack.events({ database: db })).map(eventJson).join('\n');
     assert.ok(!all.includes('Plain-Secret-Marker'), 'a password reached an event');
