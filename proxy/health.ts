@@ -69,9 +69,17 @@ export class CollectorHealth implements HealthSource {
     return this.#d.accepting();
   }
 
+  /** At scrape time: the cache's own gauges (same definitions as its publishGauges), fresh rather than as of its last commit or tick. */
   refreshMetrics(): void {
     const st = this.#d.cache.stats();
-    this.#d.metrics.eventBufferUtilization.set(Math.min(1, st.pendingAppends / EVENT_BUFFER_CAPACITY));
+    const m = this.#d.metrics;
+    m.cacheSizeBytes.set(st.bytes);
+    m.cacheEventsCount.set(st.events);
+    m.cacheSyncPending.set(st.events + st.pendingAppends);
+    // Nothing unacknowledged: no lag. Otherwise the age of the oldest, which the cache also publishes every second.
+    if (st.events + st.pendingAppends === 0) m.eventLag.set(0);
+    else if (st.oldestTimeMs !== undefined) m.eventLag.set(Math.max(0, this.#d.clock.now() - st.oldestTimeMs) / 1000);
+    m.eventBufferUtilization.set(Math.min(1, st.pendingAppends / EVENT_BUFFER_CAPACITY));
   }
 
   async ready(): Promise<Record<string, CheckResult>> {
