@@ -50,3 +50,19 @@ describe('RecentRecords (the in-memory tail the shipper scans)', () => {
     assert.equal(r.scan({ order: 'oldest_first', afterSeq: 1n, limit: 10 }, 1n), undefined);
   });
 });
+
+describe('RecentRecords: acknowledgements answered from memory', () => {
+  it('victims only when every seq is held; edges only when memory holds every present record', () => {
+    const r = new RecentRecords();
+    const batch = [rec(3), rec(4), rec(5)];
+    for (const p of batch) r.appended(p.seq, Buffer.alloc(1));
+    r.committed(batch, batch, [], 2n);
+    assert.deepEqual(r.victims([5n, 3n, 3n])?.map((v) => [Number(v.seq), v.bytes, v.key.length]), [[3, 19, 9], [5, 19, 9]]);
+    assert.equal(r.victims([2n, 3n]), undefined);
+    assert.equal(r.edge(1n, false), undefined, 'seqs 1..2 may still be on disk');
+    assert.deepEqual(r.edge(3n, false), { edge: { seq: 3n, timeMs: 3 } });
+    assert.deepEqual(r.edge(3n, true), { edge: { seq: 5n, timeMs: 5 } });
+    r.removed([3n, 4n, 5n]);
+    assert.deepEqual(r.edge(6n, false), { edge: undefined });
+  });
+});

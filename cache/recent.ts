@@ -1,3 +1,5 @@
+import type { Victim } from './evict.js';
+import { recordKey } from './record.js';
 import type { CachedRecord, ScanOptions } from './types.js';
 
 /**
@@ -98,6 +100,30 @@ export class RecentRecords {
     if (opts.order === 'newest_first') out.reverse();
     if (out.length > opts.limit) out.length = opts.limit;
     return out;
+  }
+
+  /** Victims for an acknowledgement when every seq is known present (no database read); undefined otherwise. */
+  victims(seqs: readonly bigint[]): Victim[] | undefined {
+    const uniq = [...new Set(seqs)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const out: Victim[] = [];
+    for (const s of uniq) {
+      const r = this.#map.get(s);
+      if (r === undefined) return undefined;
+      out.push({ seq: s, key: recordKey(s), bytes: r.bytes, timeMs: undefined });
+    }
+    return out;
+  }
+
+  /**
+   * The oldest or newest record present, when memory holds every present
+   * record (coverage reaches down to `lowSeq`): `{ edge }`, edge undefined
+   * for none. Undefined when only the database knows.
+   */
+  edge(lowSeq: bigint, newest: boolean): { edge: { seq: bigint; timeMs: number } | undefined } | undefined {
+    if (this.#from === undefined || this.#from > lowSeq || this.#map.size > 4096) return undefined;
+    let best: CachedRecord | undefined;
+    for (const r of this.#map.values()) if (best === undefined || (newest ? r.seq > best.seq : r.seq < best.seq)) best = r;
+    return { edge: best && { seq: best.seq, timeMs: best.timeMs } };
   }
 
   get size(): number {

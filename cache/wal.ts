@@ -155,7 +155,7 @@ export class EventCache {
       const db = this.#requireDb();
       // An acknowledgement need not be fsynced: if a crash loses it, the record
       // is shipped again and the gateway's dedup by event_id drops the copy.
-      await this.#remove(db, await presentRecords(db, seqs), false, [], false);
+      await this.#remove(db, this.#recent.victims(seqs) ?? (await presentRecords(db, seqs)), false, [], false);
     });
   }
 
@@ -401,7 +401,7 @@ export class EventCache {
     this.#meta = meta;
     this.#losses.report(losses);
     if (!this.#oldest || gone.some((v) => v.seq === this.#oldest!.seq)) {
-      this.#oldest = await peekEdge(db, meta.lowSeq, false);
+      this.#oldest = (this.#recent.edge(meta.lowSeq, false) ?? { edge: await peekEdge(db, meta.lowSeq, false) }).edge;
       // Nothing below the oldest record is present: start later scans there, so
       // they do not step over the tombstones of every record acknowledged so far
       // (the stored lowSeq, written with the next meta, stays a valid lower bound).
@@ -410,7 +410,7 @@ export class EventCache {
       const low = this.#oldest ? this.#oldest.seq : top;
       if (low > this.#meta.lowSeq) this.#meta = { ...this.#meta, lowSeq: low };
     }
-    if (this.#newest && gone.some((v) => v.seq === this.#newest!.seq)) this.#newest = await peekEdge(db, meta.lowSeq, true);
+    if (this.#newest && gone.some((v) => v.seq === this.#newest!.seq)) this.#newest = (this.#recent.edge(this.#meta.lowSeq, true) ?? { edge: await peekEdge(db, this.#meta.lowSeq, true) }).edge;
     this.#publish();
   }
 
