@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { BENCHMARKS } from './registry.js';
 import { checkTable, renderMarkdown, renderText, type Table } from './lib/report.js';
@@ -24,7 +24,7 @@ function machine(): string {
   } catch {
     // not a git checkout
   }
-  return `${c.length} × ${c[0]?.model.trim() ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${process.platform} ${process.arch}, commit ${commit}`;
+  return `${c.length} × ${c[0]?.model.trim() ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${process.platform} ${process.arch}, commit ${commit}, load average at start ${loadavg()[0].toFixed(1)}`;
 }
 
 function section(name: string, body: string): string {

@@ -83,7 +83,7 @@ export const eventPipeline: Benchmark = {
   name: 'event-pipeline',
   description: 'events/s from decoder to the gateway store: tracker → encode → AES-GCM → RocksDB group commit → gRPC → gateway store → ack',
   async run(o: BenchOptions): Promise<Table[]> {
-    const target = o.smoke ? 2_000 : envNumber('BENCH_PIPELINE_EVENTS', 200_000);
+    const target = o.smoke ? 2_000 : envNumber('BENCH_PIPELINE_EVENTS', 50_000);
     const stores = o.smoke ? ['embedded'] : envList('BENCH_PIPELINE_STORES', ['embedded', 'postgres']);
     const dir = makeTempDir('dbaudit-bench-pipeline-');
     const rows: Cell[][] = [];

@@ -82,7 +82,7 @@ export const pgbenchBench: Benchmark = {
   description: 'pgbench -S and TPC-B through each proxy: direct, bare Node pipe, pgbouncer (session), dbaudit full auditing (fsync and write durability)',
   async run(o: BenchOptions): Promise<Table[]> {
     const seconds = o.smoke ? 1 : envNumber('BENCH_PGBENCH_SECONDS', 5);
-    const rounds = o.smoke ? 1 : envNumber('BENCH_ROUNDS', 3);
+    const rounds = o.smoke ? 1 : envNumber('BENCH_ROUNDS', 2);
     const scale = o.smoke ? 1 : envNumber('BENCH_PGBENCH_SCALE', 10);
     const dir = makeTempDir('dbaudit-bench-pgbench-');
     const procs: Proc[] = [];

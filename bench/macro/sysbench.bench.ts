@@ -29,7 +29,7 @@ export const sysbenchBench: Benchmark = {
   description: 'sysbench oltp_read_only / oltp_read_write on MariaDB: direct, bare Node pipe, dbaudit full auditing (fsync and write)',
   async run(o: BenchOptions): Promise<Table[]> {
     const seconds = o.smoke ? 1 : envNumber('BENCH_SYSBENCH_SECONDS', 5);
-    const rounds = o.smoke ? 1 : envNumber('BENCH_ROUNDS', 3);
+    const rounds = o.smoke ? 1 : envNumber('BENCH_ROUNDS', 2);
     const threads = o.smoke ? 2 : envNumber('BENCH_SYSBENCH_THREADS', 8);
     const tables = o.smoke ? 1 : 4;
     const size = o.smoke ? 100 : envNumber('BENCH_SYSBENCH_TABLE_SIZE', 10_000);
