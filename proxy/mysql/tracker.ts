@@ -121,6 +121,11 @@ export class MysqlTracker implements SessionTracker, PacketSink {
     this.#fatal = null;
   }
 
+  /** Login done (or refused, or decoding stopped): the proxy's startup timeout no longer applies. */
+  get established(): boolean {
+    return this.#phase === Phase.Command || this.#phase === Phase.Closed || !this.decoding;
+  }
+
   get decoding(): boolean {
     return this.#decoding;
   }
