@@ -73,7 +73,7 @@ async function main(argv: string[]): Promise<number> {
       const problems = checkTable(t);
       if (problems.length > 0) process.stderr.write(`malformed table: ${problems.join('; ')}\n`);
     }
-    if (!smoke) updateResults(b.name, b.description, tables, `npm run bench -- ${b.name}`, secs);
+    if (!smoke) updateResults(b.name, b.description, tables, argv.length > 0 ? `npm run bench -- ${argv.join(' ')}` : 'npm run bench', secs);
   }
   return failed > 0 ? 1 : 0;
 }
