@@ -76,9 +76,9 @@ describe('PostgreSQL sessions ending every way, and hostile bytes', { skip: skip
     await c.connect();
     c.on('error', () => undefined);
     const pid = (c as unknown as { processID: number }).processID;
-    const ended = new Promise((r) => c.once('end', r)); // before the terminate: 'end' may fire while psql is still running
+    const clientEnded = new Promise((r) => c.once('end', r)); // before the terminate: 'end' may fire while psql is still running
     await pgServer.psql(`select pg_terminate_backend(${pid})`, { db });
-    await ended;
+    await clientEnded;
     const evs = await ended('terminated');
     const end = evs[evs.length - 1];
     assert.equal(end.kind, 'session_end');

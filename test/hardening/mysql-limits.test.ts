@@ -6,7 +6,7 @@ import { startStack } from '../e2e/stack.js';
 
 describe('MySQL: startup timeout', { skip: skipUnless('mariadb') }, () => {
   test('a client that takes the greeting and never logs in gets ERR 1159 at startup_timeout and is closed', async () => {
-    const maria = await sharedMariadb({ serverAudit: true });
+    const maria = await sharedMariadb();
     const stack = await startStack(`${maria.host}:${maria.port}`, { 'collector.protocol': 'mysql', 'collector.limits.startup_timeout': '700ms' });
     try {
       const sock = net.connect({ host: stack.proxyHost, port: stack.proxyPort });
