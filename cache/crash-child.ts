@@ -15,8 +15,22 @@ import { payloadOf } from './testing.js';
 
 const dir = process.argv[2];
 const key = Buffer.from(process.env.CRASH_KEY ?? '', 'hex');
+const pause = new Int32Array(new SharedArrayBuffer(4));
+/**
+ * Synchronous, so a line is out before the record it reports could be lost
+ * to a kill. stdout is a non-blocking pipe: when the parent is slow to read
+ * it answers EAGAIN (seen in CI), so wait a millisecond and write the rest.
+ */
 const out = (line: string): void => {
-  writeSync(1, line + '\n');
+  const b = Buffer.from(line + '\n');
+  for (let off = 0; off < b.length; ) {
+    try {
+      off += writeSync(1, b, off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
 };
 
 const maxBytes = Number(process.env.CRASH_MAX_BYTES ?? 1 << 30);
