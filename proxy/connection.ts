@@ -134,6 +134,8 @@ export class ProxyConnection {
     this.#checkEstablished();
     client.resume();
     server.resume();
+    // A client that half-closed during negotiation: its 'end' went to the negotiation's reader, so pass it on now.
+    if ((client as Duplex & { readableEnded?: boolean }).readableEnded) this.#onClientEnd();
   }
 
   #createTracker(tls: boolean): void {

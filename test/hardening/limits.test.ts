@@ -69,6 +69,17 @@ describe('limits: timeouts, connection cap, statement size', { skip: skipUnless(
     assert.ok(got.ms < 5_000);
   });
 
+  test('a client that sends its startup packet and half-closes at once: the session ends, no database connection is left behind', async () => {
+    const before = (await stack.collector.metrics.dbConnectionsActive.get()).values[0]?.value ?? 0;
+    const sock = net.connect({ host: stack.proxyHost, port: stack.proxyPort }, () => sock.end(serialize.startup({ user: 'postgres', database: db, application_name: 'half-closed' })));
+    sock.on('error', () => undefined);
+    sock.resume();
+    const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end' && x.applicationName === 'half-closed'), { database: db });
+    const end = evs.find((e) => e.kind === 'session_end' && e.applicationName === 'half-closed')!;
+    assert.ok(['client_disconnect', 'server_disconnect'].includes(end.reason), end.reason);
+    assert.equal((await stack.collector.metrics.dbConnectionsActive.get()).values[0]?.value ?? 0, before);
+  });
+
   test('idle_timeout closes an idle session with a protocol error and an audited reason', async () => {
     const c = new pg.Client({ host: stack.proxyHost, port: stack.proxyPort, user: 'postgres', database: db, application_name: 'idle' });
     const ended = new Promise<Error>((resolve) => c.on('error', resolve));
