@@ -85,7 +85,10 @@ export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect):
       continue;
     }
     let replace: string | null = null;
-    if (t === Tok.String) {
+    if (pw === Pw.Armed && (t === Tok.QuotedIdent || (t === Tok.Word && !isPasswordClauseWord(lex)))) {
+      // A password written without quotes or in double quotes (a syntax error the server still echoes): masked all the same.
+      replace = literals ? '?' : MASKED_PASSWORD;
+    } else if (t === Tok.String) {
       if (pw === Pw.Armed) replace = literals ? '?' : MASKED_PASSWORD;
       else if (literals) replace = '?';
       else if (hint) replace = maskConninfoPassword(sql.slice(lex.start, lex.end));
@@ -115,6 +118,13 @@ export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect):
 function maskConninfoPassword(literal: string): string | null {
   const masked = literal.replace(/(\bpassword\s*=\s*)(?:''(?:[^']|'''')*''|\\'(?:[^'\\]|\\.)*\\'|[^\s']+)/gi, '$1***');
   return masked === literal ? null : masked;
+}
+
+/** Words that may follow PASSWORD without being one: NULL, SET PASSWORD FOR, MySQL's PASSWORD('…') and its PASSWORD EXPIRE/HISTORY/REUSE/REQUIRE… options. */
+const PASSWORD_CLAUSE_WORDS = ['NULL', 'FOR', 'PASSWORD', 'EXPIRE', 'HISTORY', 'REUSE', 'REQUIRE', 'LOCK', 'UNLOCK', 'DEFAULT', 'NEVER', 'INTERVAL'];
+function isPasswordClauseWord(lex: SqlLexer): boolean {
+  for (const w of PASSWORD_CLAUSE_WORDS) if (lex.isWord(w)) return true;
+  return false;
 }
 
 /** Where the masking of a password clause stands. */

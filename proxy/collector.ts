@@ -83,7 +83,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     logger: logger.child({ component: 'shipper' }),
     metrics,
   });
-  pipeline = new EventPipeline({ cache, collectorId: c.id, clock, logger: logger.child({ component: 'pipeline' }), metrics, onCacheFailure: config.audit.on_cache_failure, onDurable: () => shipper.notify() });
+  pipeline = new EventPipeline({ cache, collectorId: c.id, clock, logger: logger.child({ component: 'pipeline' }), metrics, onCacheFailure: config.audit.on_cache_failure, redact: config.audit.redact, onDurable: () => shipper.notify() });
 
   const handler = handlerFor(c.protocol);
   if (c.protocol === 'mysql' && !c.tls.cert_file) logger.info('mysql: no collector.tls certificate, so CLIENT_SSL is cleared from the greeting and clients continue in plain text on the local hop');

@@ -15,6 +15,26 @@ export interface PipelineOptions {
   onCacheFailure: 'forward' | 'block';
   /** Told each time new events became durable, so the shipper can send them. */
   onDurable?: () => void;
+  /** audit.redact: with `literals`, quoted values in server error messages are masked too (default literals). */
+  redact?: 'literals' | 'none';
+}
+
+/** The text of a statement that carried a password (masked in it, or not tokenizable): its error may quote the password back. */
+const CARRIED_SECRET = /password|identified|<masked/i;
+/** A quoted fragment of a server error message: PostgreSQL quotes values with "…", MySQL with '…'. */
+const QUOTED = /"(?:[^"]|"")*"|'(?:[^'\\]|\\.|'')*'/g;
+
+/**
+ * Server error messages repeat values from the statement ("invalid input
+ * syntax for type integer: \"…\"", "Duplicate entry '…'", "syntax error at
+ * or near \"…\""). The error of a statement that carried a password is
+ * masked whole in every mode; with literals redaction every quoted
+ * fragment is masked, as the statement's own literals are.
+ */
+export function redactErrorMessage(message: string, statement: string, mode: 'literals' | 'none'): string {
+  if (message === '') return message;
+  if (CARRIED_SECRET.test(statement)) return '<masked: error of a statement that carried a password>';
+  return mode === 'literals' ? message.replace(QUOTED, '?') : message;
 }
 
 /**
@@ -46,6 +66,7 @@ export class EventPipeline implements AuditSink {
     ev.collectorId = o.collectorId;
     ev.epoch = o.cache.epoch;
     ev.seq = seq;
+    if (ev.errorMessage !== '' && ev.kind === EventKind.Statement) ev.errorMessage = redactErrorMessage(ev.errorMessage, ev.statement, o.redact ?? 'literals');
     const bytes = encodeAuditEvent(ev);
     const timeMs = ev.time ? Number(ev.time.seconds) * 1000 + Math.floor(ev.time.nanos / 1e6) : o.clock.now();
     const ticket = o.cache.append(seq, bytes, timeMs);

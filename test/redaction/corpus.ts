@@ -72,6 +72,8 @@ export const POSTGRES_CORPUS: readonly (readonly [sql: string, literals: string,
   ["execute p(41)", "execute p(?)"],
   ["select \"U&\"\"x\"\"\" from t", "select \"U&\"\"x\"\"\" from t"],
   ["select 1 /* c */ + 2", "select ?  + ?"],
+  ["CREATE ROLE v WITH PASSWORD SecretMarker123A", "CREATE ROLE v WITH PASSWORD ?", "CREATE ROLE v WITH PASSWORD '***'"],
+  ["CREATE ROLE v PASSWORD \"SecretMarker123B\"", "CREATE ROLE v PASSWORD ?", "CREATE ROLE v PASSWORD '***'"],
 ];
 
 export const MYSQL_CORPUS: readonly (readonly [sql: string, literals: string, none?: string])[] = [
@@ -136,4 +138,5 @@ export const MYSQL_CORPUS: readonly (readonly [sql: string, literals: string, no
   ["select 0xCAFE + 1", "select ? + ?"],
   ["delete from t where id = 7", "delete from t where id = ?"],
   ["call proc('arg', 3)", "call proc(?, ?)"],
+  ["alter user u identified by secretword", "alter user u identified by ?", "alter user u identified by '***'"],
 ];
