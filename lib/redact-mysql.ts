@@ -13,7 +13,8 @@ import { MYSQL, type SqlDialect } from './sql-lexer.js';
  * Passwords are masked in every mode: CREATE/ALTER USER … IDENTIFIED BY
  * '…' [REPLACE '…'], IDENTIFIED WITH plugin BY|AS '…', IDENTIFIED VIA
  * plugin USING PASSWORD('…'), SET PASSWORD [FOR user] = '…' | PASSWORD('…'),
- * GRANT … IDENTIFIED BY [PASSWORD] '…'.
+ * GRANT … IDENTIFIED BY [PASSWORD] '…' — also inside strings holding SQL
+ * (PREPARE s FROM '…', SET @s = CONCAT('… IDENTIFIED BY ''', '…', '''')).
  *
  * ANSI_QUOTES ("…" as an identifier) is not announced by the server; such
  * text is lexed with "…" as a string, which redacts more, never less.

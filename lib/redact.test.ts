@@ -142,6 +142,37 @@ describe('redactSql properties', () => {
     );
   });
 
+  it('none mode: a password inside string bodies nested in any quoting, at any depth, never survives', () => {
+    /** Wrap SQL text in one more string body, the way a client nests dynamic SQL. */
+    const pgWrap = fc.constantFrom(
+      (s: string) => `DO 'BEGIN ${s.replaceAll("'", "''")}; END'`,
+      (s: string) => `SELECT dblink_exec('c', '${s.replaceAll("'", "''")}')`,
+      (s: string, k: number) => `DO $t${k}$BEGIN ${s}; END$t${k}$`,
+      (s: string) => `EXECUTE E'${s.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`,
+      (s: string) => `EXECUTE U&'${s.replaceAll("'", "''")}'`,
+    );
+    const myWrap = fc.constantFrom(
+      (s: string) => `PREPARE p FROM '${s.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`,
+      (s: string) => `SET @s = '${s.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`,
+      (s: string) => `PREPARE p FROM "${s.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`,
+    );
+    const pgInner = fc.constantFrom(`ALTER ROLE r PASSWORD '${SECRET}'`, `CREATE ROLE r LOGIN ENCRYPTED PASSWORD $p$${SECRET}$p$`, `ALTER ROLE r PASSWORD E'it\\'s ${SECRET}'`);
+    const myInner = fc.constantFrom(`CREATE USER u IDENTIFIED BY '${SECRET}'`, `SET PASSWORD FOR u = PASSWORD("${SECRET}")`, `ALTER USER u IDENTIFIED WITH x BY 'a\\'${SECRET}'`);
+    for (const [dialect, inner, wrap] of [
+      ['postgres', pgInner, pgWrap],
+      ['mysql', myInner, myWrap],
+    ] as const) {
+      fc.assert(
+        fc.property(inner, fc.array(wrap as fc.Arbitrary<(s: string, k: number) => string>, { minLength: 1, maxLength: 8 }), (sql, wraps) => {
+          const text = wraps.reduce((s, w, k) => w(s, k), sql as string);
+          const out = redactSql(text, 'none', dialect);
+          assert.ok(!out.includes(SECRET), `${text}\n=> ${out}`);
+        }),
+        { numRuns: 1000 },
+      );
+    }
+  });
+
   it('never throws on arbitrary text, in either dialect and mode', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 200, unit: 'binary' }), (s) => {

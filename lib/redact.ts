@@ -19,7 +19,13 @@ import { MYSQL, POSTGRES, POSTGRES_BACKSLASH, SqlLexer, Tok, type SqlDialect } f
  * PASSWORD = '…') and after BY / AS in a statement with IDENTIFIED (MySQL
  * IDENTIFIED BY '…', IDENTIFIED WITH plugin AS '…', … REPLACE '…'). In `none` mode a text
  * that cannot be tokenized and mentions PASSWORD or IDENTIFIED is masked
- * whole.
+ * whole. A string literal whose body mentions a password is redacted as
+ * SQL too, at any depth and in its own quoting (DO $$ … EXECUTE 'ALTER
+ * ROLE r PASSWORD ''…''' … $$, function bodies, dblink_exec, MySQL
+ * PREPARE … FROM '…'); when such a body ends in an open password clause
+ * ('… PASSWORD ' || quote_literal('…'), format('… PASSWORD %L', …),
+ * CONCAT('… IDENTIFIED BY ''', '…', '''')) the statement's later strings
+ * are masked as well.
  */
 export type RedactMode = 'literals' | 'none';
 export type SqlDialectName = 'postgres' | 'mysql';
@@ -39,30 +45,67 @@ const lexers = new Map<SqlDialect, SqlLexer>([POSTGRES, POSTGRES_BACKSLASH, MYSQ
 /** Quick test: can the text hold a password clause at all? */
 const PASSWORD_HINT = /password|identified/i;
 
+/** How deep string bodies are redacted as SQL (DO $$ … EXECUTE '… ''…'' …' … $$ is two); a deeper body that mentions a password is masked whole. */
+const MAX_NESTING = 6;
+
 export function redactSql(sql: string, mode: RedactMode, dialect: SqlDialectName): string {
   return redactSqlAs(sql, mode, dialect === 'mysql' ? MYSQL : POSTGRES);
 }
 
 /** `redactSql` with an explicit lexical dialect (e.g. POSTGRES_BACKSLASH when standard_conforming_strings is off). */
 export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect): string {
-  const hint = PASSWORD_HINT.test(sql);
-  if (mode === 'none' && !hint) return sql;
+  if (mode === 'none' && !PASSWORD_HINT.test(sql)) return sql;
   let lex = lexers.get(dialect);
   if (lex === undefined) {
     lex = new SqlLexer(dialect);
     lexers.set(dialect, lex);
   }
-  lex.reset(sql);
+  return redactText(sql, mode, lex.reset(sql), 0, null);
+}
+
+/**
+ * What a pass over a string literal's body reports: its replacements as
+ * (start, end, text) triples in the body's text, and whether a password
+ * clause runs past the body's end (`'ALTER ROLE r PASSWORD ' || …`,
+ * `format('… PASSWORD %L', …)`), so that the enclosing statement's later
+ * strings must be masked.
+ */
+class Nested {
+  readonly spans: (number | string)[] = [];
+  open = false;
+}
+
+/** First words of a statement whose password clause may continue outside a string (dynamic SQL built by concatenation or format()). */
+const CLAUSE_STATEMENTS = ['CREATE', 'ALTER', 'SET', 'GRANT'];
+
+/**
+ * The redaction of `sql` (the lexer is reset on it). `nest` is null at the
+ * top; for a string body (`depth` > 0, `none` mode only) it collects the
+ * replacements instead of the text being whole-masked on an error.
+ */
+function redactText(sql: string, mode: RedactMode, lex: SqlLexer, depth: number, nest: Nested | null): string {
+  const hint = PASSWORD_HINT.test(sql);
   const literals = mode === 'literals';
   let out = '';
   let copied = 0; // sql[copied, lex.start) is still to be copied verbatim
   let prevSign = true; // may a '-' start a signed number here?
   let pw: number = Pw.Idle;
   let identified = false;
+  let clause = -1; // does the current statement start with CREATE/ALTER/SET/GRANT? -1: no word yet
+  let maskRest = false; // a string before opened a password clause: mask the statement's later strings
   for (;;) {
     const t = lex.next();
     if (t === Tok.End) break;
-    if (t === Tok.Error) return literals || hint ? MASKED_STATEMENT : sql;
+    if (t === Tok.Error) {
+      if (nest === null) return literals || hint ? MASKED_STATEMENT : sql;
+      // Inside a string body: what tokenized is kept (redacted), the rest is masked.
+      if (hint) {
+        nest.spans.push(lex.start, sql.length, MASKED_PASSWORD);
+        if (clause === 1) nest.open = true;
+        return out + sql.slice(copied, lex.start) + MASKED_PASSWORD;
+      }
+      break;
+    }
     if (t === Tok.Space) continue;
     if (t === Tok.Comment) {
       if (literals) {
@@ -84,30 +127,142 @@ export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect):
       pw = Pw.Idle;
       continue;
     }
+    if (t === Tok.Word && clause < 0) clause = isClauseStatement(lex) ? 1 : 0;
     let replace: string | null = null;
-    if (pw === Pw.Armed && (t === Tok.QuotedIdent || (t === Tok.Word && !isPasswordClauseWord(lex)))) {
+    if (pw === Pw.Armed && (t === Tok.QuotedIdent || (t === Tok.Word && !isPasswordClauseWord(lex) && (nest === null || clause === 1)))) {
       // A password written without quotes or in double quotes (a syntax error the server still echoes): masked all the same.
+      // Inside a string body only in a statement that sets one (not in free text such as 'password is %').
       replace = literals ? '?' : MASKED_PASSWORD;
     } else if (t === Tok.String) {
-      if (pw === Pw.Armed) replace = literals ? '?' : MASKED_PASSWORD;
+      if (pw === Pw.Armed || maskRest) replace = literals ? '?' : MASKED_PASSWORD;
       else if (literals) replace = '?';
-      else if (hint) replace = maskConninfoPassword(sql.slice(lex.start, lex.end));
+      else if (hint) {
+        const sub = new Nested();
+        replace = maskInLiteral(sql.slice(lex.start, lex.end), lex, depth, sub);
+        if (sub.open) maskRest = true;
+      }
     } else if (t === Tok.Number) {
       if (literals) replace = '?';
     } else if (t === Tok.Word && literals && (lex.isWord('TRUE') || lex.isWord('FALSE'))) {
       replace = '?';
+    } else if (nest !== null && pw === Pw.Armed && clause === 1 && (t === Tok.Param || (t === Tok.Op && c === 0x25 /* % */))) {
+      // '… PASSWORD ?' / '… PASSWORD $1' / format('… PASSWORD %L', …): the value comes from outside the string.
+      nest.open = true;
     }
     pw = passwordState(pw, t, c, lex, identified);
     if (t === Tok.Word && lex.isWord('IDENTIFIED')) identified = true;
-    else if (t === Tok.Semicolon) identified = false;
+    else if (t === Tok.Semicolon) {
+      identified = false;
+      clause = -1;
+      maskRest = false;
+    }
     if (replace !== null) {
       out += sql.slice(copied, lex.start) + replace;
+      if (nest !== null) nest.spans.push(lex.start, lex.end, replace);
       copied = lex.end;
     }
     prevSign = signMayFollow(t, lex);
   }
+  if (nest !== null && ((pw !== Pw.Idle && clause === 1) || maskRest)) nest.open = true;
   if (copied === 0) return sql;
   return out + sql.slice(copied);
+}
+
+function isClauseStatement(lex: SqlLexer): boolean {
+  for (const w of CLAUSE_STATEMENTS) if (lex.isWord(w)) return true;
+  return false;
+}
+
+/**
+ * The replacement of a string literal in `none` mode, or null to keep it:
+ * a libpq connection string's password is masked, and a body that
+ * mentions a password is redacted as SQL in the same dialect, at any depth
+ * (DO / CREATE FUNCTION bodies in '…' or $tag$…$tag$, EXECUTE '…',
+ * dblink_exec(…, '…'), MySQL PREPARE … FROM '…' | "…", SET @s = '…'),
+ * its replacements written back in the literal's own quoting.
+ */
+function maskInLiteral(literal: string, outer: SqlLexer, depth: number, sub: Nested): string | null {
+  const conninfo = maskConninfoPassword(literal);
+  const lit = conninfo ?? literal;
+  const form = literalForm(lit, outer.dialect);
+  if (form === null) return conninfo;
+  const body = decodeBody(lit, form);
+  if (!PASSWORD_HINT.test(body.text)) return conninfo;
+  if (depth + 1 >= MAX_NESTING) return MASKED_PASSWORD;
+  redactText(body.text, 'none', new SqlLexer(outer.dialect, body.text), depth + 1, sub);
+  const spans = sub.spans;
+  if (spans.length === 0) return conninfo;
+  let out = '';
+  let copied = 0;
+  for (let k = 0; k < spans.length; k += 3) {
+    const a = body.map[spans[k] as number];
+    out += lit.slice(copied, a) + encodeIn(spans[k + 2] as string, form);
+    copied = body.map[spans[k + 1] as number];
+  }
+  return out + lit.slice(copied);
+}
+
+/** Where a string literal's body lies and how it is escaped. */
+interface LiteralForm {
+  readonly from: number;
+  readonly to: number;
+  /** The quote character (doubled inside to escape it), 0 for a dollar-quoted body (no escapes). */
+  readonly quote: number;
+  readonly backslash: boolean;
+}
+
+function literalForm(lit: string, d: SqlDialect): LiteralForm | null {
+  const n = lit.length;
+  const c = lit.charCodeAt(0);
+  if (c === 0x24 /* $ */) {
+    const tag = lit.indexOf('$', 1) + 1;
+    return tag > 0 && n >= 2 * tag ? { from: tag, to: n - tag, quote: 0, backslash: false } : null;
+  }
+  if (c === 0x27 || c === 0x22) return { from: 1, to: n - 1, quote: c, backslash: d.backslashStrings };
+  const u = c & ~0x20;
+  if (lit.charCodeAt(1) === 0x27) {
+    if (u === 0x45 /* E */) return { from: 2, to: n - 1, quote: 0x27, backslash: true };
+    if (u === 0x4e /* N */) return { from: 2, to: n - 1, quote: 0x27, backslash: d.backslashStrings };
+    return null; // B'…', X'…': digits, not text
+  }
+  if (u === 0x55 /* U */ && lit.charCodeAt(1) === 0x26 /* & */) return { from: 3, to: n - 1, quote: 0x27, backslash: false };
+  return null;
+}
+
+/** A literal's body with its quote escapes undone; `map[k]` is where decoded character k starts in the literal (`map[length]` is the body's end). */
+function decodeBody(lit: string, f: LiteralForm): { text: string; map: number[] } {
+  const map: number[] = [];
+  let text = '';
+  let i = f.from;
+  while (i < f.to) {
+    map.push(i);
+    const c = lit.charCodeAt(i);
+    if (f.backslash && c === 0x5c && i + 1 < f.to) {
+      const c2 = lit.charCodeAt(i + 1);
+      if (c2 === 0x27 || c2 === 0x22 || c2 === 0x5c) {
+        text += lit[i + 1];
+        i += 2;
+        continue;
+      }
+    } else if (f.quote !== 0 && c === f.quote && i + 1 < f.to && lit.charCodeAt(i + 1) === f.quote) {
+      text += lit[i];
+      i += 2;
+      continue;
+    }
+    text += lit[i];
+    i++;
+  }
+  map.push(f.to);
+  return { text, map };
+}
+
+/** `s` written inside a literal of form `f`. */
+function encodeIn(s: string, f: LiteralForm): string {
+  if (f.quote === 0) return s;
+  let r = f.backslash ? s.replaceAll('\\', '\\\\') : s;
+  const q = String.fromCharCode(f.quote);
+  r = r.replaceAll(q, q + q);
+  return r;
 }
 
 /**

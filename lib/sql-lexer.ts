@@ -135,6 +135,10 @@ export class SqlLexer {
     return this.#s;
   }
 
+  get dialect(): SqlDialect {
+    return this.#d;
+  }
+
   /** The current token's text. */
   value(): string {
     return this.#s.slice(this.start, this.end);

@@ -74,6 +74,17 @@ export const POSTGRES_CORPUS: readonly (readonly [sql: string, literals: string,
   ["select 1 /* c */ + 2", "select ?  + ?"],
   ["CREATE ROLE v WITH PASSWORD SecretMarker123A", "CREATE ROLE v WITH PASSWORD ?", "CREATE ROLE v WITH PASSWORD '***'"],
   ["CREATE ROLE v PASSWORD \"SecretMarker123B\"", "CREATE ROLE v PASSWORD ?", "CREATE ROLE v PASSWORD '***'"],
+  // A password inside a string body (DO / function bodies, dynamic SQL) is masked in every mode, in the body's own quoting.
+  ["DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''pw70'''; END$$", "DO ?", "DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''***'''; END$$"],
+  ["DO $body$BEGIN CREATE ROLE y LOGIN PASSWORD 'pw71'; END$body$", "DO ?", "DO $body$BEGIN CREATE ROLE y LOGIN PASSWORD '***'; END$body$"],
+  ["DO 'BEGIN ALTER ROLE x PASSWORD ''pw72''; END'", "DO ?", "DO 'BEGIN ALTER ROLE x PASSWORD ''***''; END'"],
+  ["DO $a$BEGIN EXECUTE $b$ALTER ROLE x PASSWORD 'pw73'$b$; END$a$", "DO ?", "DO $a$BEGIN EXECUTE $b$ALTER ROLE x PASSWORD '***'$b$; END$a$"],
+  ["DO $$BEGIN EXECUTE E'ALTER ROLE x PASSWORD \\'pw74\\''; END$$", "DO ?", "DO $$BEGIN EXECUTE E'ALTER ROLE x PASSWORD ''***'''; END$$"],
+  ["DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ' || quote_literal('pw75'); END$$", "DO ?", "DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ' || quote_literal('***'); END$$"],
+  ["DO $$BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', 'x', 'pw76'); PERFORM 'kept'; END$$", "DO ?", "DO $$BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', '***', '***'); PERFORM 'kept'; END$$"],
+  ["create function f() returns void language plpgsql as 'begin alter user x password ''pw77''; end'", "create function f() returns void language plpgsql as ?", "create function f() returns void language plpgsql as 'begin alter user x password ''***''; end'"],
+  ["select dblink_exec('c', 'alter role x password ''pw78''')", "select dblink_exec(?, ?)", "select dblink_exec('c', 'alter role x password ''***''')"],
+  ["DO $$BEGIN RAISE NOTICE 'password is %', p; END$$", "DO ?"],
 ];
 
 export const MYSQL_CORPUS: readonly (readonly [sql: string, literals: string, none?: string])[] = [
@@ -139,4 +150,10 @@ export const MYSQL_CORPUS: readonly (readonly [sql: string, literals: string, no
   ["delete from t where id = 7", "delete from t where id = ?"],
   ["call proc('arg', 3)", "call proc(?, ?)"],
   ["alter user u identified by secretword", "alter user u identified by ?", "alter user u identified by '***'"],
+  // A password inside a string (dynamic SQL) is masked in every mode.
+  ["PREPARE s FROM 'CREATE USER u IDENTIFIED BY \\'pw80\\''", "PREPARE s FROM ?", "PREPARE s FROM 'CREATE USER u IDENTIFIED BY ''***'''"],
+  ["PREPARE s FROM \"ALTER USER u IDENTIFIED BY 'pw81'\"", "PREPARE s FROM ?", "PREPARE s FROM \"ALTER USER u IDENTIFIED BY '***'\""],
+  ["SET @s = 'SET PASSWORD FOR u = PASSWORD(''pw82'')'", "SET @s = ?", "SET @s = 'SET PASSWORD FOR u = PASSWORD(''***'')'"],
+  ["SET @s = CONCAT('ALTER USER x IDENTIFIED BY ''', 'pw83', '''')", "SET @s = CONCAT(?, ?, ?)", "SET @s = CONCAT('ALTER USER x IDENTIFIED BY ''***''', '***', '***')"],
+  ["SET @s = CONCAT('CREATE USER x IDENTIFIED BY ', QUOTE('pw84'))", "SET @s = CONCAT(?, QUOTE(?))", "SET @s = CONCAT('CREATE USER x IDENTIFIED BY ', QUOTE('***'))"],
 ];
