@@ -58,7 +58,7 @@ export interface CommitPlan<T> {
  * atomic write. If evicting every record is not enough, the oldest records
  * of the batch itself are not written.
  */
-export async function planCommit<T extends { seq: bigint; key: Buffer; value: Buffer }>(
+export async function planCommit<T extends { seq: bigint; key: Buffer; value: Buffer; chain?: Buffer }>(
   db: Rocks,
   current: Meta,
   batch: T[],
@@ -104,7 +104,12 @@ export async function planCommit<T extends { seq: bigint; key: Buffer; value: Bu
     meta.bytes += p.key.length + p.value.length;
     if (p.seq < meta.lowSeq) meta.lowSeq = p.seq;
   }
-  for (const p of batch) if (p.seq > meta.lastSeq) meta.lastSeq = p.seq;
+  for (const p of batch) {
+    if (p.seq > meta.lastSeq) {
+      meta.lastSeq = p.seq;
+      meta.chain = p.chain;
+    }
+  }
   lost.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const losses = lossesOf('size', lost);
   meta.unreported = [...undelivered, ...losses];

@@ -5,6 +5,8 @@ export interface Pending {
   value: Buffer;
   timeMs: number;
   ticket: number;
+  /** The record's chain hash, kept in the meta record when it is the newest. */
+  chain?: Buffer;
 }
 
 const size = (p: Pending): number => p.key.length + p.value.length;

@@ -71,6 +71,8 @@ export interface Meta {
   commit: number;
   /** Losses written with the removal that caused them and not yet handed to onLoss. */
   unreported: Loss[];
+  /** Chain hash of the event at lastSeq (lib/trail.ts), so the chain goes on after a restart; undefined when unknown. */
+  chain?: Buffer;
 }
 
 export function encodeMeta(m: Meta): Buffer {
@@ -85,6 +87,7 @@ export function encodeMeta(m: Meta): Buffer {
       bytes: m.bytes,
       commit: m.commit,
       unreported: m.unreported.map((l) => [String(l.fromSeq), String(l.toSeq), l.count, l.reason]),
+      ...(m.chain ? { chain: m.chain.toString('hex') } : {}),
     }),
   );
 }
@@ -115,7 +118,8 @@ export function decodeMeta(b: Uint8Array): Meta {
       unreported.push({ fromSeq: BigInt(f), toSeq: BigInt(t), count: c, reason: r as LossReason });
     }
   }
-  return { epoch: o.epoch, createdMs: num('createdMs'), lastSeq: big('lastSeq'), lowSeq: big('lowSeq'), events: num('events'), bytes: num('bytes'), commit: num('commit'), unreported };
+  const chain = typeof o.chain === 'string' && /^[0-9a-f]{64}$/.test(o.chain) ? Buffer.from(o.chain, 'hex') : undefined;
+  return { epoch: o.epoch, createdMs: num('createdMs'), lastSeq: big('lastSeq'), lowSeq: big('lowSeq'), events: num('events'), bytes: num('bytes'), commit: num('commit'), unreported, chain };
 }
 
 /** Splits ascending seqs into maximal runs of consecutive numbers. */

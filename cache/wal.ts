@@ -105,13 +105,18 @@ export class EventCache {
     return this.#writable;
   }
 
-  /** Queues a record for the next group commit; returns its ticket. Never throws on I/O. */
-  append(seq: bigint, payload: Uint8Array, timeMs: number): number {
+  /** Chain hash of the newest durable record (lib/trail.ts), for the chain to go on after a restart. */
+  get chainTail(): Buffer | undefined {
+    return this.#meta.chain;
+  }
+
+  /** Queues a record for the next group commit; returns its ticket. Never throws on I/O. `chain`: the record's chain hash. */
+  append(seq: bigint, payload: Uint8Array, timeMs: number, chain?: Buffer): number {
     const ticket = this.#tickets.issue();
     if (this.#closed) return ticket;
     const key = recordKey(seq);
     const value = sealRecord(this.#opts.keyring, this.#epochBytes, key, timeMs, payload);
-    this.#pending.push({ seq, key, value, timeMs, ticket });
+    this.#pending.push({ seq, key, value, timeMs, ticket, chain });
     this.#recent.appended(seq, payload);
     if (this.#pending.bytes > this.#maxPending) this.#boundPending();
     this.#schedule();

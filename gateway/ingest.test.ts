@@ -7,6 +7,7 @@ import { GatewayMetrics } from '../lib/metrics.js';
 import { startGateway } from './server.js';
 import { EmbeddedStore } from './store-embedded.js';
 import type { PutResult, Store, StoredEvent } from './store.js';
+import { StoreWrapper } from './store-wrapper.js';
 import { MAX_BATCH_EVENTS } from './ingest.js';
 import { T0, TestStream, ackView, batchOf, gatewayConfig, makeTestEvent, tempDir } from './testing.js';
 
@@ -127,26 +128,18 @@ test('malformed events are rejected and counted while the good events of the bat
 });
 
 /** A store whose writes wait for the test to let them finish, logging when they really complete. */
-class GatedStore implements Store {
-  readonly kind = 'gated';
+class GatedStore extends StoreWrapper {
   readonly log: string[] = [];
   #release: (() => void) | undefined;
   putCalled: Promise<void>;
   #putCalled!: () => void;
   failNext = false;
 
-  readonly inner: Store;
-
   constructor(inner: Store) {
-    this.inner = inner;
+    super(inner);
     this.putCalled = new Promise((r) => (this.#putCalled = r));
   }
-  open(): Promise<void> { return this.inner.open(); }
-  close(): Promise<void> { return this.inner.close(); }
-  search: Store['search'] = (f) => this.inner.search(f);
-  count(): Promise<number> { return this.inner.count(); }
-  get: Store['get'] = (id) => this.inner.get(id);
-  async put(evs: readonly StoredEvent[]): Promise<PutResult> {
+  override async put(evs: readonly StoredEvent[]): Promise<PutResult> {
     const gate = new Promise<void>((r) => (this.#release = r));
     this.#putCalled();
     await gate;

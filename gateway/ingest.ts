@@ -8,6 +8,8 @@ import type { GatewayMetrics } from '../lib/metrics.js';
 import { logIncident, type Logger } from '../lib/log.js';
 import type { CallGuard } from './auth.js';
 import type { Store } from './store.js';
+import { arrivedByReplication } from './replicate.js';
+import type { TrailAuditor } from './trail.js';
 import { rejectionSummary, validateBatch } from './validate.js';
 
 /**
@@ -31,6 +33,8 @@ export interface IngestOptions {
   guard: CallGuard;
   onStored?: (events: AuditEvent[]) => void;
   now?: () => number;
+  /** Checks each stored event's chain hash and keeps the heads collectors report. */
+  trail?: TrailAuditor;
 }
 
 /** What the server's deserializer yields for bytes that are not an EventBatch. */
@@ -197,6 +201,7 @@ export class IngestHandler {
         const r = await store.put(accepted);
         stored = r.stored;
         duplicates = r.duplicates;
+        this.#opts.trail?.checkIngested(r.fresh.map((i) => accepted[i]));
         for (const i of r.fresh) {
           const ev = accepted[i].event;
           ev.deliveredBy = deliveredBy;
@@ -210,6 +215,8 @@ export class IngestHandler {
         };
       }
     }
+    // The head a collector reports (not a DR peer's: its numbers are its replication cache's).
+    if (!arrivedByReplication(deliveredBy)) this.#opts.trail?.noteHead(batch.collectorId, batch.epoch, batch.highestSeq);
     metrics.eventsStored.inc(stored);
     metrics.eventsDuplicate.inc(duplicates);
     const ack = create(BatchAckSchema, { batchId: batch.batchId, stored, duplicates, rejected: rejected.length, error: rejectionSummary(rejected) });

@@ -3,7 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import { EmbeddedStore } from './store-embedded.js';
-import type { PutResult, SearchFilter, Store, StoredEvent } from './store.js';
+import type { PutResult, StoredEvent } from './store.js';
+import { StoreWrapper } from './store-wrapper.js';
 
 /**
  * Helpers for the replication tests: a key file, a store that records what
@@ -29,32 +30,20 @@ export function replicationFlags(id: string, peers: string[], keyFile: string): 
 }
 
 /** An embedded store that remembers every event offered to it and by whom. */
-export class RecordingStore implements Store {
-  readonly kind = 'embedded';
-  readonly #inner: EmbeddedStore;
+export class RecordingStore extends StoreWrapper {
   /** Every event offered to put, in order: id and delivered_by. */
   readonly received: Array<{ eventId: string; deliveredBy: string }> = [];
   /** Extra wait before each put (a slow peer). */
   delayMs = 0;
-  readonly deleteBefore: (micros: number) => Promise<number>;
 
   constructor(dir: string) {
-    this.#inner = new EmbeddedStore(dir);
-    this.deleteBefore = (micros) => this.#inner.deleteBefore(micros);
+    super(new EmbeddedStore(dir));
   }
 
-  open(): Promise<void> {
-    return this.#inner.open();
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
-
-  async put(events: readonly StoredEvent[]): Promise<PutResult> {
+  override async put(events: readonly StoredEvent[]): Promise<PutResult> {
     for (const ev of events) this.received.push({ eventId: ev.eventId, deliveredBy: ev.deliveredBy });
     if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
-    return this.#inner.put(events);
+    return this.inner.put(events);
   }
 
   /** Events received from DR replication streams, by id → times received. */
@@ -62,18 +51,6 @@ export class RecordingStore implements Store {
     const out = new Map<string, number>();
     for (const r of this.received) if (r.deliveredBy.startsWith('replication:')) out.set(r.eventId, (out.get(r.eventId) ?? 0) + 1);
     return out;
-  }
-
-  search(filter: SearchFilter): Promise<AuditEvent[]> {
-    return this.#inner.search(filter);
-  }
-
-  get(eventId: string): Promise<{ event: AuditEvent; raw: Uint8Array } | undefined> {
-    return this.#inner.get(eventId);
-  }
-
-  count(): Promise<number> {
-    return this.#inner.count();
   }
 }
 

@@ -14,7 +14,8 @@ import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import type { CallGuard } from './auth.js';
 import { GatedCache } from './replicate-gate.js';
 import type { ReplicationPeerStatus, ReplicationStatus } from './run.js';
-import type { PutResult, SearchFilter, Store, StoredEvent } from './store.js';
+import type { PutResult, Store, StoredEvent } from './store.js';
+import { StoreWrapper } from './store-wrapper.js';
 
 /**
  * DR replication (`gateway.replicate_to`) with the collector's own
@@ -71,37 +72,21 @@ export function replicationGuard(base: CallGuard): CallGuard {
 }
 
 /** A store that queues every event it newly holds (and that did not come by replication) for the peer. */
-export class ReplicatingStore implements Store {
-  readonly #inner: Store;
+export class ReplicatingStore extends StoreWrapper {
   readonly #cache: EventCache;
   readonly #gate: GatedCache;
   readonly #log: Logger;
   readonly #notify: () => void;
-  readonly deleteBefore?: (micros: number) => Promise<number>;
 
   constructor(inner: Store, cache: EventCache, gate: GatedCache, notify: () => void, logger: Logger) {
-    this.#inner = inner;
+    super(inner);
     this.#cache = cache;
     this.#gate = gate;
     this.#notify = notify;
     this.#log = logger;
-    const del = inner.deleteBefore?.bind(inner);
-    if (del) this.deleteBefore = del;
   }
 
-  get kind(): string {
-    return this.#inner.kind;
-  }
-
-  open(): Promise<void> {
-    return this.#inner.open();
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
-
-  async put(events: readonly StoredEvent[]): Promise<PutResult> {
+  override async put(events: readonly StoredEvent[]): Promise<PutResult> {
     const queued = new Map<number, bigint>();
     const seen = new Set<string>();
     let last = 0;
@@ -114,12 +99,12 @@ export class ReplicatingStore implements Store {
       last = this.#cache.append(seq, ev.raw, ev.receivedAtMs);
       queued.set(i, seq);
     });
-    if (hold === undefined) return this.#inner.put(events);
+    if (hold === undefined) return this.inner.put(events);
     try {
       await new Promise<void>((resolve, reject) => {
         this.#cache.whenDurable(last, (err) => (err ? reject(AuditError.from(err, ErrorCode.Cache, 'replication cache write failed')) : resolve()));
       });
-      const result = await this.#inner.put(events);
+      const result = await this.inner.put(events);
       for (const i of result.fresh) queued.delete(i);
       if (queued.size > 0) {
         // Already held by the store: queued (or delivered) when first stored; not again.
@@ -133,18 +118,6 @@ export class ReplicatingStore implements Store {
       this.#gate.release(hold);
       this.#notify();
     }
-  }
-
-  search(filter: SearchFilter): Promise<AuditEvent[]> {
-    return this.#inner.search(filter);
-  }
-
-  get(eventId: string): Promise<{ event: AuditEvent; raw: Uint8Array } | undefined> {
-    return this.#inner.get(eventId);
-  }
-
-  count(): Promise<number> {
-    return this.#inner.count();
   }
 }
 

@@ -14,6 +14,8 @@ import { QueryHandler } from './query.js';
 import { replicationGuard, startReplication, type Replication } from './replicate.js';
 import { startRetention } from './retention.js';
 import { createStore, type Store } from './store.js';
+import { TrailAuditor, makeSealer, trailHandler } from './trail.js';
+import { TrailKeys, loadOptionalKey } from '../lib/trail.js';
 
 /**
  * The gateway: one grpc-js server with the ingest and query services over
@@ -34,6 +36,8 @@ export interface GatewayOptions {
   guard?: CallGuard;
   /** Time source for received_at (tests). */
   clock?: Clock;
+  /** Environment for key variables (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface GatewayHandle {
@@ -45,6 +49,8 @@ export interface GatewayHandle {
   readonly replication?: Replication;
   /** The retention sweep run at start (resolved at once when gateway.retention is 0). */
   readonly retentionSwept: Promise<void>;
+  /** Tamper evidence: the chain check on ingest and the walk of the stored trail. */
+  readonly trail: TrailAuditor;
   /** Stops accepting, answers the batches already received, then closes the store. */
   close(): Promise<void>;
 }
@@ -90,7 +96,13 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   // Streams marked as DR replication are named replication:<peer>, so what they deliver is not replicated again.
   const guard = replicationGuard(opts.guard ?? guardFromConfig(config, metrics));
 
-  const backend = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir, { clock: opts.clock, logger, gatewayId: config.gateway.id }));
+  const t = config.gateway.trail;
+  const keys = t.keys_dir ? TrailKeys.fromDir(t.keys_dir, 'gateway.trail.keys_dir') : new TrailKeys();
+  const requireKeyed = keys.size > 0;
+  const sealKey = loadOptionalKey(t.seal_key_file, 'gateway.trail.seal_key_file', opts.env ?? process.env, t.seal_key_env);
+  if (sealKey) keys.add(sealKey);
+  const sealer = makeSealer(sealKey, config.gateway.id, opts.clock ?? systemClock);
+  const backend = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir, { clock: opts.clock, logger, gatewayId: config.gateway.id, sealer }));
   await backend.open();
   let replication: Replication | undefined;
   if (config.gateway.replicate_to.length > 0) {
@@ -105,11 +117,12 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
 
   const clock = opts.clock;
   const now = clock ? (): number => clock.now() : undefined;
-  const ingest = new IngestHandler({ store, metrics, logger, guard, onStored: opts.onStored, now });
+  const trail = new TrailAuditor({ store, metrics, logger, keys, requireKeyed, intervalMs: t.check_interval });
+  const ingest = new IngestHandler({ store, metrics, logger, guard, onStored: opts.onStored, now, trail });
   const query = new QueryHandler({ store, metrics, logger, guard });
   const server = new grpc.Server(SERVER_OPTIONS);
   server.addService(ingestServerDefinition, { stream: ingest.stream });
-  server.addService(queryDefinition, { search: query.search });
+  server.addService(queryDefinition, { search: query.search, trail: trailHandler({ store, metrics, logger, guard }) });
 
   let port: number;
   try {
@@ -121,6 +134,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     throw AuditError.from(err, ErrorCode.Gateway, `cannot listen on ${config.gateway.listen}`);
   }
   const retention = startRetention(store, config.gateway.retention, clock ?? systemClock, logger);
+  trail.start();
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
   const address = `${host}:${port}`;
   logger.info({ address, store: store.kind }, 'gateway listening');
@@ -133,6 +147,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       server.forceShutdown();
       await shutdown;
       await retention.stop();
+      await trail.stop();
       await replication?.close();
       await store.close();
       logger.info({ address }, 'gateway stopped');
@@ -140,5 +155,5 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     return closing;
   };
 
-  return { address, store, metrics, replication, retentionSwept: retention.firstSweep, close };
+  return { address, store, metrics, replication, retentionSwept: retention.firstSweep, trail, close };
 }

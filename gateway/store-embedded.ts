@@ -4,11 +4,13 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { RocksDb } from './rocksdb-binding.js';
+import { runsOf } from '../cache/record.js';
+import type { Seal, SeqRange, TrailRow } from '../lib/trail.js';
 import {
-  COUNT_KEY, TAG, TIME_MAX, decodeRecord, encodeRecord, eventKey, eventKeyOfIndexKey, idBytes, idKey,
-  indexKey, indexPrefix, timeRange, timeValue, type IndexTag,
+  COUNT_KEY, TAG, TIME_MAX, decodeRecord, encodeRecord, epochPrefix, eventKey, eventKeyOfIndexKey, idBytes, idKey,
+  indexKey, indexPrefix, sealKey, timeRange, timeValue, trailKey, u64Key, type IndexTag,
 } from './store-keys.js';
-import type { PutResult, SearchFilter, Store, StoredEvent } from './store.js';
+import type { PutResult, Sealer, SearchFilter, Store, StoredEvent, TrailEpoch, TrailHead } from './store.js';
 
 /**
  * The embedded store: RocksDB under the gateway's data directory, no
@@ -68,6 +70,27 @@ function matches(ev: AuditEvent, f: SearchFilter, needle: string | undefined): b
   return true;
 }
 
+interface EpochState {
+  collectorId: string;
+  epoch: string;
+  highest: bigint;
+}
+
+const epochName = (collectorId: string, epoch: string): string => `${collectorId}\u0000${epoch}`;
+
+function encodeHead(h: EpochState): Buffer {
+  return Buffer.from(JSON.stringify({ c: h.collectorId, e: h.epoch, h: String(h.highest) }), 'utf8');
+}
+
+function encodeSeal(s: Seal): Buffer {
+  return Buffer.from(JSON.stringify({ g: s.gatewayId, k: s.keyId, t: s.sealedAtMs, e: s.entries.toString('base64'), m: Buffer.from(s.mac).toString('base64') }), 'utf8');
+}
+
+function decodeSeal(sealId: string, b: Buffer): Seal {
+  const o = JSON.parse(b.toString('utf8')) as { g: string; k: string; t: number; e: string; m: string };
+  return { sealId, gatewayId: o.g, keyId: o.k, sealedAtMs: o.t, entries: Buffer.from(o.e, 'base64'), mac: Buffer.from(o.m, 'base64') };
+}
+
 function toEvent(value: Buffer): AuditEvent {
   const rec = decodeRecord(value);
   const ev = fromBinary(AuditEventSchema, rec.raw);
@@ -79,6 +102,9 @@ function toEvent(value: Buffer): AuditEvent {
 export class EmbeddedStore implements Store {
   readonly kind = 'embedded';
   readonly #dir: string;
+  readonly #sealer: Sealer | undefined;
+  /** Every collector epoch known (an 'H' key exists), by epochName. */
+  readonly #epochs = new Map<string, EpochState>();
   #db: RocksDb | undefined;
   #count = 0;
   #closed = false;
@@ -87,8 +113,9 @@ export class EmbeddedStore implements Store {
   #draining: Promise<void> = Promise.resolve();
   readonly #reads = new Set<Promise<unknown>>();
 
-  constructor(dir: string) {
+  constructor(dir: string, opts: { sealer?: Sealer } = {}) {
     this.#dir = dir;
+    this.#sealer = opts.sealer;
   }
 
   async open(): Promise<void> {
@@ -99,6 +126,15 @@ export class EmbeddedStore implements Store {
       await db.open();
       const [count] = await db.getMany([COUNT_KEY]);
       this.#count = count && count.length === 8 ? Number(count.readBigUInt64BE(0)) : 0;
+      const it = db.iterator({ gte: Buffer.of(TAG.Head), lt: Buffer.of(TAG.Head + 1) });
+      try {
+        for (let e = await it.next(); e; e = await it.next()) {
+          const o = JSON.parse(e.value.toString('utf8')) as { c: string; e: string; h: string };
+          this.#epochs.set(epochName(o.c, o.e), { collectorId: o.c, epoch: o.e, highest: BigInt(o.h) });
+        }
+      } finally {
+        await it.end();
+      }
       this.#db = db;
     } catch (err) {
       throw AuditError.from(err, ErrorCode.Store, `cannot open the embedded store in ${this.#dir}`);
@@ -239,9 +275,13 @@ export class EmbeddedStore implements Store {
     const batch = db.writeBatch();
     const results: PutResult[] = [];
     const empty = Buffer.alloc(0);
+    const newEpochs: EpochState[] = [];
     let added = 0;
     for (const job of group) {
       const r: PutResult = { stored: 0, duplicates: 0, fresh: [] };
+      const fresh = job.events.filter((ev) => !seen.has(ev.eventId));
+      const seal = fresh.length > 0 ? this.#sealer?.(fresh) : undefined;
+      if (seal) batch.put(sealKey(seal.sealId), encodeSeal(seal));
       job.events.forEach((ev, i) => {
         if (seen.has(ev.eventId)) {
           r.duplicates++;
@@ -249,9 +289,20 @@ export class EmbeddedStore implements Store {
         }
         seen.add(ev.eventId);
         const id = ids.get(ev.eventId) as Buffer;
-        batch.put(eventKey(ev.timeMicros, id), encodeRecord(ev.raw, ev.deliveredBy, ev.receivedAtMs));
+        const e = ev.event;
+        batch.put(eventKey(ev.timeMicros, id), encodeRecord(ev.raw, ev.deliveredBy, ev.receivedAtMs, seal?.sealId));
         batch.put(idKey(id), timeValue(ev.timeMicros));
-        for (const [tag, value] of indexesOf(ev.event)) batch.put(indexKey(indexPrefix(tag, value), ev.timeMicros, id), empty);
+        for (const [tag, value] of indexesOf(e)) batch.put(indexKey(indexPrefix(tag, value), ev.timeMicros, id), empty);
+        if (e.seq > 0n) {
+          batch.put(trailKey(epochPrefix(TAG.Trail, e.collectorId, e.epoch), e.seq, id), timeValue(ev.timeMicros));
+          const name = epochName(e.collectorId, e.epoch);
+          if (!this.#epochs.has(name)) {
+            const st = { collectorId: e.collectorId, epoch: e.epoch, highest: 0n };
+            this.#epochs.set(name, st);
+            newEpochs.push(st);
+            batch.put(epochPrefix(TAG.Head, e.collectorId, e.epoch), encodeHead(st));
+          }
+        }
         r.stored++;
         r.fresh.push(i);
       });
@@ -260,10 +311,101 @@ export class EmbeddedStore implements Store {
     }
     if (added > 0) {
       batch.put(COUNT_KEY, timeValue(this.#count + added));
-      await batch.write(true);
+      try {
+        await batch.write(true);
+      } catch (err) {
+        for (const st of newEpochs) this.#epochs.delete(epochName(st.collectorId, st.epoch));
+        throw err;
+      }
       this.#count += added;
     }
     return results;
+  }
+
+  noteHeads(heads: readonly TrailHead[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#enqueue({
+        task: async () => {
+          try {
+            const db = this.#live();
+            const batch = db.writeBatch();
+            let n = 0;
+            for (const h of heads) {
+              const name = epochName(h.collectorId, h.epoch);
+              const st = this.#epochs.get(name) ?? { collectorId: h.collectorId, epoch: h.epoch, highest: 0n };
+              if (this.#epochs.has(name) && st.highest >= h.highestSeq) continue;
+              const next = { ...st, highest: h.highestSeq > st.highest ? h.highestSeq : st.highest };
+              batch.put(epochPrefix(TAG.Head, h.collectorId, h.epoch), encodeHead(next));
+              this.#epochs.set(name, next);
+              n++;
+            }
+            if (n > 0) await batch.write(false); // a lost head is reported again by the next batch
+            resolve();
+          } catch (err) {
+            reject(AuditError.from(err, ErrorCode.Store, 'recording reported sequence heads failed'));
+          }
+        },
+      });
+    });
+  }
+
+  async trailEpochs(collectorId?: string): Promise<TrailEpoch[]> {
+    const db = this.#live();
+    const out: TrailEpoch[] = [];
+    for (const st of this.#epochs.values()) {
+      if (collectorId !== undefined && st.collectorId !== collectorId) continue;
+      const dropped: SeqRange[] = [];
+      const prefix = epochPrefix(TAG.Dropped, st.collectorId, st.epoch);
+      const it = db.iterator({ gte: prefix, lt: Buffer.concat([prefix, Buffer.alloc(8, 0xff), Buffer.of(0xff)]) });
+      try {
+        for (let e = await it.next(); e; e = await it.next()) dropped.push({ from: e.key.readBigUInt64BE(prefix.length), to: e.value.readBigUInt64BE(0) });
+      } finally {
+        await it.end();
+      }
+      out.push({ collectorId: st.collectorId, epoch: st.epoch, highestReported: st.highest, dropped });
+    }
+    return out.sort((a, b) => (a.collectorId < b.collectorId ? -1 : a.collectorId > b.collectorId ? 1 : a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+  }
+
+  async trailRows(collectorId: string, epoch: string, afterSeq: bigint, limit: number, sinceMicros?: number): Promise<TrailRow[]> {
+    const db = this.#live();
+    const prefix = epochPrefix(TAG.Trail, collectorId, epoch);
+    const out: TrailRow[] = [];
+    const it = db.iterator({ gt: Buffer.concat([u64Key(prefix, afterSeq), Buffer.alloc(16, 0xff)]), lt: Buffer.concat([prefix, Buffer.alloc(8, 0xff), Buffer.alloc(17, 0xff)]) });
+    try {
+      while (out.length < limit) {
+        const keys: Buffer[] = [];
+        const seqs: bigint[] = [];
+        for (let e = await it.next(); e; e = keys.length < FETCH_CHUNK ? await it.next() : undefined) {
+          const time = Number(e.value.readBigUInt64BE(0));
+          if (sinceMicros !== undefined && time < sinceMicros) continue;
+          seqs.push(e.key.readBigUInt64BE(prefix.length));
+          keys.push(eventKey(time, e.key.subarray(prefix.length + 8, prefix.length + 24)));
+        }
+        if (keys.length === 0) break;
+        const values = await db.getMany(keys);
+        values.forEach((value, i) => {
+          if (value === undefined || out.length >= limit) return; // removed by retention after the index was read
+          const rec = decodeRecord(value);
+          out.push({ seq: seqs[i], raw: Buffer.from(rec.raw), deliveredBy: rec.deliveredBy, receivedAtMs: rec.receivedAtMs, sealId: rec.sealId });
+        });
+        if (keys.length < FETCH_CHUNK) break;
+      }
+    } finally {
+      await it.end();
+    }
+    return out;
+  }
+
+  async seals(ids: readonly string[]): Promise<Seal[]> {
+    const db = this.#live();
+    const wanted = ids.filter((id) => idBytes(id).length === 16);
+    const values = await db.getMany(wanted.map(sealKey));
+    const out: Seal[] = [];
+    values.forEach((v, i) => {
+      if (v) out.push(decodeSeal(wanted[i], v));
+    });
+    return out;
   }
 
   async #search(db: RocksDb, f: SearchFilter): Promise<AuditEvent[]> {
@@ -323,6 +465,7 @@ export class EmbeddedStore implements Store {
       const it = db.iterator({ ...timeRange(Buffer.of(TAG.Event), 0, Math.max(0, Math.min(micros, TIME_MAX))), limit: DELETE_CHUNK });
       const batch = db.writeBatch();
       let n = 0;
+      const gone = new Map<string, { collectorId: string; epoch: string; seqs: bigint[] }>();
       try {
         for (let e = await it.next(); e; e = await it.next()) {
           const time = Number(e.key.readBigUInt64BE(1));
@@ -331,12 +474,24 @@ export class EmbeddedStore implements Store {
           batch.del(e.key);
           batch.del(idKey(id));
           for (const [tag, value] of indexesOf(ev)) batch.del(indexKey(indexPrefix(tag, value), time, id));
+          if (ev.seq > 0n) {
+            batch.del(trailKey(epochPrefix(TAG.Trail, ev.collectorId, ev.epoch), ev.seq, id));
+            const name = epochName(ev.collectorId, ev.epoch);
+            const g = gone.get(name) ?? { collectorId: ev.collectorId, epoch: ev.epoch, seqs: [] };
+            g.seqs.push(ev.seq);
+            gone.set(name, g);
+          }
           n++;
         }
       } finally {
         await it.end();
       }
       if (n === 0) return removed;
+      // Retention removes on purpose and says so: each run of seqs it drops is kept, so verification still passes.
+      for (const g of gone.values()) {
+        const prefix = epochPrefix(TAG.Dropped, g.collectorId, g.epoch);
+        for (const run of runsOf(g.seqs.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))) batch.put(u64Key(prefix, run.fromSeq), u64Key(Buffer.alloc(0), run.toSeq));
+      }
       batch.put(COUNT_KEY, timeValue(Math.max(0, this.#count - n)));
       await batch.write(true);
       this.#count = Math.max(0, this.#count - n);

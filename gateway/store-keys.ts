@@ -9,6 +9,10 @@
  *   'K' kind 0x00 time(8) id(16)        → empty: index by kind
  *   'C' collector_id 0x00 time(8) id(16)→ empty: index by collector
  *   'M' "count"                         → u64: number of events held
+ *   'Q' collector 0x00 epoch 0x00 seq(8) id(16) → time(8): the trail, per collector epoch in seq order
+ *   'H' collector 0x00 epoch 0x00       → JSON {c, e, h}: an epoch known, and the highest seq reported
+ *   'X' collector 0x00 epoch 0x00 from(8) → to(8): a seq range retention removed
+ *   'G' seal id(16)                     → a storage seal (lib/trail.ts), JSON
  *
  * time is the event time in microseconds since the epoch, unsigned 64-bit
  * big-endian, so that byte order is time order; id is the event_id's 16
@@ -16,8 +20,9 @@
  * values are escaped (0x00 → 0x00 0xFF) and end in 0x00, so no value is a
  * prefix of another value's range.
  *
- * record: 0x01 | received_at ms u64 BE | len(delivered_by) u16 BE |
- *         delivered_by UTF-8 | the AuditEvent bytes exactly as received.
+ * record: 0x02 | received_at ms u64 BE | seal id (16 bytes, zero: none) |
+ *         len(delivered_by) u16 BE | delivered_by UTF-8 | the AuditEvent
+ *         bytes exactly as received. (0x01: the same without the seal id.)
  * @internal
  */
 
@@ -30,11 +35,17 @@ export const TAG = {
   Kind: 0x4b, // 'K'
   Collector: 0x43, // 'C'
   Meta: 0x4d, // 'M'
+  Trail: 0x51, // 'Q'
+  Head: 0x48, // 'H'
+  Dropped: 0x58, // 'X'
+  Seal: 0x47, // 'G'
 } as const;
 export type IndexTag = typeof TAG.User | typeof TAG.Database | typeof TAG.Session | typeof TAG.Kind | typeof TAG.Collector;
 
 export const COUNT_KEY = Buffer.from('Mcount', 'latin1');
-const RECORD_VERSION = 0x01;
+const RECORD_V1 = 0x01;
+const RECORD_V2 = 0x02;
+const NO_SEAL = Buffer.alloc(16);
 /** Larger than any event time the store accepts; an open upper bound. */
 export const TIME_MAX = 2 ** 53 - 1;
 
@@ -67,20 +78,44 @@ export function timeValue(timeMicros: number): Buffer {
   return u64(timeMicros);
 }
 
-/** The prefix every index key for `value` under `tag` starts with. */
-export function indexPrefix(tag: IndexTag, value: string): Buffer {
+/** `value` as UTF-8 with 0x00 escaped as 0x00 0xFF, ending in 0x00: no escaped value is a prefix of another. */
+function escaped(value: string): Buffer {
   const raw = Buffer.from(value, 'utf8');
   let zeros = 0;
   for (const byte of raw) if (byte === 0) zeros++;
-  const out = Buffer.allocUnsafe(1 + raw.length + zeros + 1);
-  out[0] = tag;
-  let p = 1;
+  const out = Buffer.allocUnsafe(raw.length + zeros + 1);
+  let p = 0;
   for (const byte of raw) {
     out[p++] = byte;
     if (byte === 0) out[p++] = 0xff;
   }
   out[p] = 0;
   return out;
+}
+
+/** The prefix every index key for `value` under `tag` starts with. */
+export function indexPrefix(tag: IndexTag, value: string): Buffer {
+  return Buffer.concat([Buffer.of(tag), escaped(value)]);
+}
+
+/** The prefix of one collector epoch's keys under a trail tag. */
+export function epochPrefix(tag: typeof TAG.Trail | typeof TAG.Head | typeof TAG.Dropped, collectorId: string, epoch: string): Buffer {
+  return Buffer.concat([Buffer.of(tag), escaped(collectorId), escaped(epoch)]);
+}
+
+export function u64Key(prefix: Buffer, v: bigint): Buffer {
+  const k = Buffer.allocUnsafe(prefix.length + 8);
+  prefix.copy(k, 0);
+  k.writeBigUInt64BE(v, prefix.length);
+  return k;
+}
+
+export function trailKey(prefix: Buffer, seq: bigint, id: Buffer): Buffer {
+  return Buffer.concat([u64Key(prefix, seq), id]);
+}
+
+export function sealKey(sealId: string): Buffer {
+  return Buffer.concat([Buffer.of(TAG.Seal), idBytes(sealId)]);
 }
 
 export function indexKey(prefix: Buffer, timeMicros: number, id: Buffer): Buffer {
@@ -101,14 +136,15 @@ export function timeRange(prefix: Buffer, sinceMicros: number, untilMicros: numb
   return { gte: Buffer.concat([prefix, u64(sinceMicros)]), lt: Buffer.concat([prefix, u64(untilMicros)]) };
 }
 
-export function encodeRecord(raw: Uint8Array, deliveredBy: string, receivedAtMs: number): Buffer {
+export function encodeRecord(raw: Uint8Array, deliveredBy: string, receivedAtMs: number, sealId = ''): Buffer {
   const by = Buffer.from(deliveredBy, 'utf8').subarray(0, 0xffff);
-  const out = Buffer.allocUnsafe(1 + 8 + 2 + by.length + raw.length);
-  out[0] = RECORD_VERSION;
+  const out = Buffer.allocUnsafe(1 + 8 + 16 + 2 + by.length + raw.length);
+  out[0] = RECORD_V2;
   out.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(receivedAtMs))), 1);
-  out.writeUInt16BE(by.length, 9);
-  by.copy(out, 11);
-  out.set(raw, 11 + by.length);
+  (sealId ? idBytes(sealId) : NO_SEAL).copy(out, 9);
+  out.writeUInt16BE(by.length, 25);
+  by.copy(out, 27);
+  out.set(raw, 27 + by.length);
   return out;
 }
 
@@ -116,16 +152,27 @@ export interface DecodedRecord {
   receivedAtMs: number;
   deliveredBy: string;
   raw: Buffer;
+  /** '' when the row was stored unsealed. */
+  sealId: string;
+}
+
+function uuidOf(b: Buffer): string {
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 export function decodeRecord(value: Buffer): DecodedRecord {
-  if (value.length < 11 || value[0] !== RECORD_VERSION) throw new Error(`unknown record format (version byte ${value[0]})`);
+  const v = value[0];
+  const head = v === RECORD_V2 ? 27 : 11;
+  if (value.length < head || (v !== RECORD_V1 && v !== RECORD_V2)) throw new Error(`unknown record format (version byte ${v})`);
   const receivedAtMs = Number(value.readBigUInt64BE(1));
-  const byLen = value.readUInt16BE(9);
-  if (11 + byLen > value.length) throw new Error('truncated record');
+  const seal = v === RECORD_V2 ? value.subarray(9, 25) : NO_SEAL;
+  const byLen = value.readUInt16BE(head - 2);
+  if (head + byLen > value.length) throw new Error('truncated record');
   return {
     receivedAtMs,
-    deliveredBy: value.toString('utf8', 11, 11 + byLen),
-    raw: value.subarray(11 + byLen),
+    deliveredBy: value.toString('utf8', head, head + byLen),
+    raw: value.subarray(head + byLen),
+    sealId: seal.equals(NO_SEAL) ? '' : uuidOf(seal),
   };
 }

@@ -8,7 +8,8 @@ import { silentLogger, type Logger } from '../lib/log.js';
 import { isUuid } from '../lib/uuid.js';
 import { COUNT_SHARDS, dayOfMs, dayOfPartition, partDay, partitionName } from './migrations/postgres.js';
 import { dropBefore, ensurePartitions, listPartitions, migrate } from './store-postgres-schema.js';
-import type { PutResult, SearchFilter, Store, StoredEvent } from './store.js';
+import type { Seal, SeqRange, TrailRow } from '../lib/trail.js';
+import type { PutResult, Sealer, SearchFilter, Store, StoredEvent, TrailEpoch, TrailHead } from './store.js';
 
 /**
  * The PostgreSQL store (`gateway.store: postgres://…`): several gateway
@@ -31,6 +32,8 @@ export interface PostgresStoreOptions {
   gatewayId?: string;
   /** Pool size (default 10). */
   poolMax?: number;
+  /** Seals every stored group (none: rows are stored unsealed). */
+  sealer?: Sealer;
 }
 
 /** Text columns cannot hold NUL: U+E000 escapes itself and NUL, one to one (the raw bytes keep the truth). */
@@ -46,15 +49,23 @@ function likePattern(needle: string): string {
 
 const INSERT_SQL = `
 WITH ins AS (
-  INSERT INTO events (event_id, part_day, time_us, kind, user_name, database_name, session_id, collector_id, epoch, seq, statement, delivered_by, received_at, raw)
+  INSERT INTO events (event_id, part_day, time_us, kind, user_name, database_name, session_id, collector_id, epoch, seq, statement, delivered_by, received_at, raw, seal_id)
   SELECT t.event_id, t.part_day, t.time_us, t.kind, t.user_name, t.database_name, t.session_id, t.collector_id, t.epoch, t.seq, t.statement,
-         t.delivered_by, to_timestamp(t.received_ms / 1000.0), t.raw
+         t.delivered_by, to_timestamp(t.received_ms / 1000.0), t.raw, $16::uuid
   FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::numeric[],
               $11::text[], $12::text[], $13::float8[], $14::bytea[])
        AS t(event_id, part_day, time_us, kind, user_name, database_name, session_id, collector_id, epoch, seq, statement, delivered_by, received_ms, raw)
   ORDER BY t.part_day, t.event_id
   ON CONFLICT (event_id, part_day) DO NOTHING
-  RETURNING event_id
+  RETURNING event_id, collector_id, epoch, seq
+), sealed AS (
+  -- the seal covers every event offered here; it is kept when any of them was stored by this statement
+  INSERT INTO trail_seals (seal_id, gateway_id, key_id, sealed_at_ms, entries, mac)
+  SELECT $16::uuid, $17, $18, $19, $20, $21 WHERE $16::uuid IS NOT NULL AND EXISTS (SELECT 1 FROM ins)
+), heads AS (
+  INSERT INTO trail_heads (collector_id, epoch)
+  SELECT DISTINCT collector_id, epoch FROM ins WHERE seq > 0 ORDER BY 1, 2
+  ON CONFLICT DO NOTHING
 ), inserted AS (
   SELECT count(*) AS n FROM ins
 ), bump AS (
@@ -227,6 +238,62 @@ export class PostgresStore implements Store {
     });
   }
 
+  noteHeads(heads: readonly TrailHead[]): Promise<void> {
+    if (heads.length === 0) return Promise.resolve();
+    return this.#track('recording reported sequence heads failed', async (pool) => {
+      const sorted = [...heads].sort((a, b) => (a.collectorId < b.collectorId ? -1 : a.collectorId > b.collectorId ? 1 : a.epoch < b.epoch ? -1 : 1));
+      await pool.query(
+        `INSERT INTO trail_heads (collector_id, epoch, highest_seq)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[])
+         ON CONFLICT (collector_id, epoch) DO UPDATE SET highest_seq = greatest(trail_heads.highest_seq, excluded.highest_seq)
+         WHERE trail_heads.highest_seq < excluded.highest_seq`,
+        [sorted.map((h) => col(h.collectorId)), sorted.map((h) => col(h.epoch)), sorted.map((h) => h.highestSeq.toString())],
+      );
+    });
+  }
+
+  trailEpochs(collectorId?: string): Promise<TrailEpoch[]> {
+    return this.#track('listing trail epochs failed', async (pool) => {
+      const heads = await pool.query<{ collector_id: string; epoch: string; highest: string }>(
+        `SELECT collector_id, epoch, highest_seq::text AS highest FROM trail_heads ${collectorId !== undefined ? 'WHERE collector_id = $1' : ''} ORDER BY collector_id, epoch`,
+        collectorId !== undefined ? [col(collectorId)] : [],
+      );
+      const drops = await pool.query<{ sequences: { collector_id: string; epoch: string; first_seq: string; last_seq: string }[] }>('SELECT sequences FROM dropped_partitions ORDER BY id');
+      const dropped = new Map<string, SeqRange[]>();
+      for (const row of drops.rows) {
+        for (const s of row.sequences) {
+          const k = `${s.collector_id}\u0000${s.epoch}`;
+          dropped.set(k, [...(dropped.get(k) ?? []), { from: BigInt(s.first_seq), to: BigInt(s.last_seq) }]);
+        }
+      }
+      return heads.rows.map((h) => ({ collectorId: h.collector_id, epoch: h.epoch, highestReported: BigInt(h.highest), dropped: dropped.get(`${h.collector_id}\u0000${h.epoch}`) ?? [] }));
+    });
+  }
+
+  trailRows(collectorId: string, epoch: string, afterSeq: bigint, limit: number, sinceMicros?: number): Promise<TrailRow[]> {
+    return this.#track('reading the trail failed', async (pool) => {
+      const r = await pool.query<Row & { seq: string; seal_id: string | null }>(
+        `SELECT seq::text AS seq, seal_id::text AS seal_id, ${SELECT_COLUMNS} FROM events
+         WHERE collector_id = $1 AND epoch = $2 AND seq > $3 ${sinceMicros !== undefined ? 'AND time_us >= $5' : ''}
+         ORDER BY seq, event_id LIMIT $4`,
+        sinceMicros !== undefined ? [col(collectorId), col(epoch), afterSeq.toString(), limit, Math.floor(sinceMicros)] : [col(collectorId), col(epoch), afterSeq.toString(), limit],
+      );
+      return r.rows.map((row) => ({ seq: BigInt(row.seq), raw: Buffer.from(row.raw), deliveredBy: row.delivered_by, receivedAtMs: Number(row.received_ms), sealId: row.seal_id ?? '' }));
+    });
+  }
+
+  seals(ids: readonly string[]): Promise<Seal[]> {
+    const wanted = ids.filter(isUuid);
+    if (wanted.length === 0) return Promise.resolve([]);
+    return this.#track('reading storage seals failed', async (pool) => {
+      const r = await pool.query<{ seal_id: string; gateway_id: string; key_id: string; sealed_at_ms: string; entries: Buffer; mac: Buffer }>(
+        'SELECT seal_id::text AS seal_id, gateway_id, key_id, sealed_at_ms::text AS sealed_at_ms, entries, mac FROM trail_seals WHERE seal_id = ANY($1::uuid[])',
+        [wanted],
+      );
+      return r.rows.map((s) => ({ sealId: s.seal_id, gatewayId: s.gateway_id, keyId: s.key_id, sealedAtMs: Number(s.sealed_at_ms), entries: Buffer.from(s.entries), mac: Buffer.from(s.mac) }));
+    });
+  }
+
   async #put(pool: pg.Pool, events: readonly StoredEvent[]): Promise<PutResult> {
     // First occurrence of each id is the candidate; later repeats in the call are duplicates.
     const first = new Map<string, number>();
@@ -234,6 +301,8 @@ export class PostgresStore implements Store {
       if (!first.has(ev.eventId)) first.set(ev.eventId, i);
     });
     const rows = [...first.values()].map((i) => events[i]);
+    // sealed as stored: text columns hold delivered_by escaped (col)
+    const seal = this.#opts.sealer?.(rows.map((ev) => ({ ...ev, deliveredBy: col(ev.deliveredBy) })));
     const days = rows.map((ev) => partDay(ev.eventId));
     const cols = {
       ids: rows.map((ev) => ev.eventId),
@@ -260,6 +329,7 @@ export class PostgresStore implements Store {
         const r = await pool.query<{ id: string }>(INSERT_SQL, [
           cols.ids, days, cols.times, cols.kinds, cols.users, cols.dbs, cols.sessions, cols.collectors, cols.epochs, cols.seqs,
           cols.statements, cols.delivered, cols.received, cols.raws, shard,
+          seal?.sealId ?? null, seal?.gatewayId ?? '', seal?.keyId ?? '', seal?.sealedAtMs ?? 0, seal?.entries ?? Buffer.alloc(0), seal ? Buffer.from(seal.mac) : Buffer.alloc(0),
         ]);
         inserted = new Set(r.rows.map((row) => row.id));
       } catch (err) {

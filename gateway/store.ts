@@ -2,6 +2,7 @@ import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import type { Clock } from '../lib/clock.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
+import type { Seal, SeqRange, TrailRow } from '../lib/trail.js';
 
 /**
  * Where the gateway keeps events. Every backend stores an event at most
@@ -61,6 +62,26 @@ export function normaliseLimit(limit: number | undefined): number {
   return Math.min(Math.floor(limit), MAX_SEARCH_LIMIT);
 }
 
+/** What a store knows of one collector epoch for verification. */
+export interface TrailEpoch {
+  collectorId: string;
+  epoch: string;
+  /** Highest seq the collector reported in a batch (0n: none reported here). */
+  highestReported: bigint;
+  /** Seq ranges retention removed on purpose. */
+  dropped: SeqRange[];
+}
+
+/** The highest seq a collector reported for its epoch. */
+export interface TrailHead {
+  collectorId: string;
+  epoch: string;
+  highestSeq: bigint;
+}
+
+/** Seals each group of events a store writes (lib/trail.ts makeSeal, with the gateway's seal key). */
+export type Sealer = (events: readonly StoredEvent[]) => Seal;
+
 export interface Store {
   /** A short name for logs and health ("embedded", "postgres"). */
   readonly kind: string;
@@ -81,6 +102,14 @@ export interface Store {
    * partition that holds `micros` stay until it is wholly before the cutoff.
    */
   deleteBefore?(micros: number): Promise<number>;
+  /** Keeps, per collector epoch, the highest seq reported (a maximum: never lowered). */
+  noteHeads(heads: readonly TrailHead[]): Promise<void>;
+  /** Every collector epoch with events held or a head reported (only `collectorId`'s when given). */
+  trailEpochs(collectorId?: string): Promise<TrailEpoch[]>;
+  /** Events of one epoch with seq > afterSeq, ascending by seq (ties by event id), at most `limit`; only event times ≥ sinceMicros when given. */
+  trailRows(collectorId: string, epoch: string, afterSeq: bigint, limit: number, sinceMicros?: number): Promise<TrailRow[]>;
+  /** The seals with these ids that the store holds. */
+  seals(ids: readonly string[]): Promise<Seal[]>;
 }
 
 /** What a backend may use besides its spec: time (partitions made ahead), logs, the gateway's id. */
@@ -88,13 +117,15 @@ export interface StoreContext {
   clock?: Clock;
   logger?: Logger;
   gatewayId?: string;
+  /** Seals every stored group (none: rows are stored unsealed). */
+  sealer?: Sealer;
 }
 
 /** The backend `gateway.store` names: "embedded" (RocksDB under data_dir) or a postgres:// URL (shared by gateway replicas). */
 export async function createStore(spec: string, dataDir: string, ctx: StoreContext = {}): Promise<Store> {
   if (spec === 'embedded' || spec === '') {
     const { EmbeddedStore } = await import('./store-embedded.js');
-    return new EmbeddedStore(dataDir);
+    return new EmbeddedStore(dataDir, { sealer: ctx.sealer });
   }
   if (/^postgres(ql)?:\/\//.test(spec)) {
     const { PostgresStore } = await import('./store-postgres.js');

@@ -60,6 +60,8 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.cache.durability', kind: 'string', default: 'fsync', allowed: ['fsync', 'write'], help: 'fsync: an event counts as cached (and its result is released) once the cache log is synced; write: once written to the log (survives a proxy crash, not a power loss), synced in the background' },
   { key: 'collector.cache.fsync_interval', kind: 'duration', default: '200ms', help: 'background sync period with durability: write' },
   { key: 'collector.cache.sync.commit_interval', kind: 'duration', default: '0ms', help: 'extra wait to gather a group commit (0: commit as soon as the previous one is done)' },
+  { key: 'collector.trail.key_file', kind: 'string', help: 'file holding the 32-byte trail key that makes each event\'s chain hash (the gateway and verifiers hold it too); without one the chain is a bare SHA-256' },
+  { key: 'collector.trail.key_env', kind: 'string', default: 'DBAUDIT_TRAIL_KEY', help: 'environment variable holding the trail key' },
   { key: 'collector.retry.max_attempts', kind: 'int', default: 10, min: 1, help: 'attempts on one gateway before failing over' },
   { key: 'collector.retry.initial_delay', kind: 'duration', default: '1s', help: 'first retry delay' },
   { key: 'collector.retry.max_delay', kind: 'duration', default: '5m', help: 'longest retry delay' },
@@ -83,6 +85,10 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'gateway.tls.cert_file', kind: 'string', help: 'gateway certificate' },
   { key: 'gateway.tls.key_file', kind: 'string', help: 'gateway key' },
   { key: 'gateway.tls.client_ca_file', kind: 'string', help: 'CA that signs client certificates (mutual TLS)' },
+  { key: 'gateway.trail.keys_dir', kind: 'string', help: 'directory of the collectors\' trail keys (one key per file): chain hashes are checked on ingest, and unkeyed events become findings' },
+  { key: 'gateway.trail.seal_key_file', kind: 'string', help: 'file holding the 32-byte key that seals each group of stored events' },
+  { key: 'gateway.trail.seal_key_env', kind: 'string', default: 'DBAUDIT_SEAL_KEY', help: 'environment variable holding the seal key' },
+  { key: 'gateway.trail.check_interval', kind: 'duration', default: '30s', help: 'how often the gateway walks the stored trail for gaps and chain breaks (0: never)' },
   { key: 'gateway.replication.cache_dir', kind: 'string', help: 'replication cache directory (default: <data_dir>/replication)' },
   { key: 'gateway.replication.key_file', kind: 'string', help: 'file holding the 32-byte replication cache key (base64 or hex)' },
   { key: 'gateway.replication.key_env', kind: 'string', default: 'DBAUDIT_REPLICATION_KEY', help: 'environment variable holding the replication cache key' },
@@ -126,6 +132,7 @@ export interface Config {
     retry: { max_attempts: number; initial_delay: number; max_delay: number; backoff_multiplier: number };
     limits: { max_connections: number; startup_timeout: number; idle_timeout: number; max_statement_bytes: number };
     shutdown: { grace_period: number };
+    trail: { key_file?: string; key_env: string };
   };
   audit: { redact: 'literals' | 'none'; log_parameters: boolean; on_cache_failure: 'forward' | 'block' };
   gateway: {
@@ -138,6 +145,8 @@ export interface Config {
     replicate_to: string[];
     token_file?: string;
     tls: { cert_file?: string; key_file?: string; client_ca_file?: string };
+    /** Tamper evidence (lib/trail.ts, gateway/trail-audit.ts). */
+    trail: { keys_dir?: string; seal_key_file?: string; seal_key_env: string; check_interval: number };
     /** DR replication toward gateway.replicate_to (gateway/replicate.ts). */
     replication: {
       cache_dir?: string;

@@ -109,7 +109,7 @@ export class GatewayMetrics {
   readonly apiLatency: client.Histogram<'endpoint'>;
   readonly authFailures: client.Counter;
   readonly trailGaps: client.Gauge;
-  readonly trailChainBreaks: client.Counter;
+  readonly trailChainBreaks: client.Counter<'check'>;
   readonly replicationPending: client.Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -122,7 +122,12 @@ export class GatewayMetrics {
     this.apiLatency = new client.Histogram({ name: 'dbaudit_api_latency_seconds', help: 'Time to serve an API request.', labelNames: ['endpoint'], buckets: LATENCY_BUCKETS, registers: r });
     this.authFailures = new client.Counter({ name: 'dbaudit_gateway_auth_failures_total', help: 'Callers refused for missing or invalid credentials.', registers: r });
     this.trailGaps = new client.Gauge({ name: 'dbaudit_trail_gaps', help: 'Sequence ranges missing without a loss event, over all collector epochs.', registers: r });
-    this.trailChainBreaks = new client.Counter({ name: 'dbaudit_trail_chain_breaks_total', help: 'Events whose chain hash did not verify.', registers: r });
+    this.trailChainBreaks = new client.Counter({
+      name: 'dbaudit_trail_chain_breaks_total',
+      help: 'Chain breaks found: check="ingest" an arriving event fails its own hash; check="store" the walk of the stored trail found a bad hash, link, seal, position or a seq held twice.',
+      labelNames: ['check'],
+      registers: r,
+    });
     this.replicationPending = new client.Gauge({ name: 'dbaudit_replication_pending', help: 'Stored events not yet acknowledged by the DR peer.', registers: r });
   }
 }

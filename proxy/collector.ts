@@ -1,5 +1,6 @@
 import { EventCache } from '../cache/wal.js';
 import { loadKeyring } from '../cache/seal.js';
+import { loadOptionalKey } from '../lib/trail.js';
 import { clientAuth } from '../lib/client-auth.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { systemClock, type Clock } from '../lib/clock.js';
@@ -39,6 +40,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
   const c = config.collector;
   const metrics = opts.metrics ?? new CollectorMetrics();
   const keyring = loadKeyring(config, opts.env ?? process.env);
+  const trailKey = loadOptionalKey(c.trail.key_file, 'collector.trail.key_file', opts.env ?? process.env, c.trail.key_env);
 
   let pipeline: EventPipeline | undefined;
   const cache = await EventCache.open({
@@ -83,7 +85,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     logger: logger.child({ component: 'shipper' }),
     metrics,
   });
-  pipeline = new EventPipeline({ cache, collectorId: c.id, clock, logger: logger.child({ component: 'pipeline' }), metrics, onCacheFailure: config.audit.on_cache_failure, redact: config.audit.redact, onDurable: () => shipper.notify() });
+  pipeline = new EventPipeline({ cache, collectorId: c.id, clock, logger: logger.child({ component: 'pipeline' }), metrics, onCacheFailure: config.audit.on_cache_failure, redact: config.audit.redact, trailKey, onDurable: () => shipper.notify() });
 
   const handler = handlerFor(c.protocol);
   if (c.protocol === 'mysql' && !c.tls.cert_file) logger.info('mysql: no collector.tls certificate, so CLIENT_SSL is cleared from the greeting and clients continue in plain text on the local hop');

@@ -12,7 +12,7 @@ import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_p
  */
 
 /** Field numbers this encoder writes. @internal */
-export const ENCODED_FIELDS: readonly number[] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41, 42, 43, 44, 45, 50, 51];
+export const ENCODED_FIELDS: readonly number[] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41, 42, 43, 44, 45, 46, 47, 50, 51];
 
 function varintSize(n: number): number {
   return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
@@ -163,6 +163,8 @@ export function encodeAuditEvent(ev: AuditEvent): Uint8Array {
   if (ev.chainHash.length > 0) size += 2 + msgSize(ev.chainHash.length);
   if (ev.lossFromSeq !== 0n) size += 2 + bigSize(ev.lossFromSeq);
   if (ev.lossToSeq !== 0n) size += 2 + bigSize(ev.lossToSeq);
+  if (ev.prevChainHash.length > 0) size += 2 + msgSize(ev.prevChainHash.length);
+  size += strSize(2, ev.chainKeyId);
   size += strSize(2, ev.deliveredBy);
   if (ev.receivedAt !== undefined) size += 2 + msgSize(tsSize(ev.receivedAt));
   const w = new Writer(Buffer.allocUnsafe(size));
@@ -201,6 +203,8 @@ export function encodeAuditEvent(ev: AuditEvent): Uint8Array {
   if (ev.chainHash.length > 0) w.bytes(346, ev.chainHash);
   if (ev.lossFromSeq !== 0n) w.u64(352, ev.lossFromSeq);
   if (ev.lossToSeq !== 0n) w.u64(360, ev.lossToSeq);
+  if (ev.prevChainHash.length > 0) w.bytes(370, ev.prevChainHash);
+  if (ev.chainKeyId.length > 0) w.str(378, ev.chainKeyId);
   if (ev.deliveredBy.length > 0) w.str(402, ev.deliveredBy);
   if (ev.receivedAt !== undefined) w.ts(410, ev.receivedAt);
   if (w.pos !== size) throw new Error(`encodeAuditEvent: wrote ${w.pos} of ${size} bytes`);

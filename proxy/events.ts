@@ -85,6 +85,8 @@ export function makeEvent(kind: EventKind, meta: SessionMeta, timeMs: number): A
     chainHash: new Uint8Array(0),
     lossFromSeq: 0n,
     lossToSeq: 0n,
+    prevChainHash: new Uint8Array(0),
+    chainKeyId: '',
     deliveredBy: '',
   };
 }

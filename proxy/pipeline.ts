@@ -2,6 +2,7 @@ import type { EventCache } from '../cache/wal.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
+import { ChainMaker, type TrailKey } from '../lib/trail.js';
 import { encodeAuditEvent } from './event-codec.js';
 import { EventKind, type AuditEvent } from './events.js';
 import type { AuditSink } from './sink.js';
@@ -17,6 +18,8 @@ export interface PipelineOptions {
   onDurable?: () => void;
   /** audit.redact: with `literals`, quoted values in server error messages are masked too (default literals). */
   redact?: 'literals' | 'none';
+  /** collector.trail.key_file: the key of the chain hash (lib/trail.ts); without one the chain is a bare SHA-256. */
+  trailKey?: TrailKey;
 }
 
 /** The text of a statement that carried a password (masked in it, or not tokenizable): its error may quote the password back. */
@@ -39,16 +42,19 @@ export function redactErrorMessage(message: string, statement: string, mode: 'li
 
 /**
  * The AuditSink behind every session: stamps each event with the
- * collector's identity, cache epoch and gap-free sequence number, encodes
- * it once, and appends it to the cache. Durability is the cache's group
- * commit; the pipeline only counts and relays it.
+ * collector's identity, cache epoch and gap-free sequence number, links it
+ * into the epoch's hash chain, encodes it once, and appends it to the
+ * cache. Durability is the cache's group commit; the pipeline only counts
+ * and relays it.
  */
 export class EventPipeline implements AuditSink {
   readonly #o: PipelineOptions;
+  readonly #chain: ChainMaker;
   #ticket = 0;
 
   constructor(opts: PipelineOptions) {
     this.#o = opts;
+    this.#chain = new ChainMaker(opts.trailKey, opts.cache.chainTail);
   }
 
   get lastTicket(): number {
@@ -67,9 +73,9 @@ export class EventPipeline implements AuditSink {
     ev.epoch = o.cache.epoch;
     ev.seq = seq;
     if (ev.errorMessage !== '' && ev.kind === EventKind.Statement) ev.errorMessage = redactErrorMessage(ev.errorMessage, ev.statement, o.redact ?? 'literals');
-    const bytes = encodeAuditEvent(ev);
+    const bytes = this.#chain.link(ev, encodeAuditEvent);
     const timeMs = ev.time ? Number(ev.time.seconds) * 1000 + Math.floor(ev.time.nanos / 1e6) : o.clock.now();
-    const ticket = o.cache.append(seq, bytes, timeMs);
+    const ticket = o.cache.append(seq, bytes, timeMs, ev.chainHash as Buffer);
     this.#ticket = ticket;
     const isError = ev.errorCode !== '' || ev.kind === EventKind.LoginFailure || ev.kind === EventKind.Anomaly;
     o.metrics.eventsProcessed.inc({ database: o.metrics.databaseLabel(ev.database || 'unknown'), status: isError ? 'error' : 'success' });

@@ -93,6 +93,30 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX events_statement_trgm_idx ON events USING gin (statement gin_trgm_ops)`,
     ],
   },
+  {
+    version: 3,
+    name: 'trail: reported sequence heads per collector epoch, storage seals',
+    statements: [
+      `ALTER TABLE events ADD COLUMN seal_id uuid`,
+      `CREATE TABLE trail_heads (
+        collector_id text NOT NULL,
+        epoch text NOT NULL,
+        highest_seq numeric(20, 0) NOT NULL DEFAULT 0,
+        PRIMARY KEY (collector_id, epoch)
+      )`,
+      `COMMENT ON TABLE trail_heads IS 'dbaudit trail: every collector epoch known, and the highest sequence number its collector reported'`,
+      `INSERT INTO trail_heads (collector_id, epoch) SELECT DISTINCT collector_id, epoch FROM events WHERE seq > 0 ON CONFLICT DO NOTHING`,
+      `CREATE TABLE trail_seals (
+        seal_id uuid PRIMARY KEY,
+        gateway_id text NOT NULL,
+        key_id text NOT NULL,
+        sealed_at_ms bigint NOT NULL,
+        entries bytea NOT NULL,
+        mac bytea NOT NULL
+      )`,
+      `COMMENT ON TABLE trail_seals IS 'dbaudit trail: per stored group, each event id with a digest of its row, under the gateway seal key'`,
+    ],
+  },
 ];
 
 const DAY_MS = 86_400_000;

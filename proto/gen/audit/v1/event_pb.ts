@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file audit/v1/event.proto.
  */
 export const file_audit_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChRhdWRpdC92MS9ldmVudC5wcm90bxIQZGJhdWRpdC5hdWRpdC52MSKwBgoKQXVkaXRFdmVudBIQCghldmVudF9pZBgBIAEoCRIMCgRraW5kGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnNlc3Npb25faWQYBCABKAkSEAoIcHJvdG9jb2wYBSABKAkSFgoOY2xpZW50X2FkZHJlc3MYBiABKAkSFgoOc2VydmVyX2FkZHJlc3MYByABKAkSDAoEdXNlchgIIAEoCRIQCghkYXRhYmFzZRgJIAEoCRIYChBhcHBsaWNhdGlvbl9uYW1lGAogASgJEgsKA3RscxgLIAEoCBITCgthdXRoX21ldGhvZBgMIAEoCRIRCglzdGF0ZW1lbnQYDSABKAkSFwoPc3RhdGVtZW50X2NsYXNzGA4gASgJEhMKC2NvbW1hbmRfdGFnGA8gASgJEhIKCnBhcmFtZXRlcnMYECADKAkSDAoEcm93cxgRIAEoBBISCgplcnJvcl9jb2RlGBIgASgJEhAKCHNxbHN0YXRlGBMgASgJEhUKDWVycm9yX21lc3NhZ2UYFCABKAkSFgoOZXJyb3Jfc2V2ZXJpdHkYFSABKAkSEwoLZHVyYXRpb25fdXMYFiABKAQSGwoTc3RhdGVtZW50X3RydW5jYXRlZBgXIAEoCBIYChBzdGF0ZW1lbnRfbGVuZ3RoGBggASgEEhUKDXByZXBhcmVkX25hbWUYGSABKAkSGQoRYnl0ZXNfZnJvbV9jbGllbnQYGiABKAQSFwoPYnl0ZXNfdG9fY2xpZW50GBsgASgEEg4KBnJlYXNvbhgcIAEoCRIOCgZkZXRhaWwYHSABKAkSFAoMY29sbGVjdG9yX2lkGCggASgJEg0KBWVwb2NoGCkgASgJEgsKA3NlcRgqIAEoBBISCgpjaGFpbl9oYXNoGCsgASgMEhUKDWxvc3NfZnJvbV9zZXEYLCABKAQSEwoLbG9zc190b19zZXEYLSABKAQSFAoMZGVsaXZlcmVkX2J5GDIgASgJEi8KC3JlY2VpdmVkX2F0GDMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcGIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChRhdWRpdC92MS9ldmVudC5wcm90bxIQZGJhdWRpdC5hdWRpdC52MSLfBgoKQXVkaXRFdmVudBIQCghldmVudF9pZBgBIAEoCRIMCgRraW5kGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnNlc3Npb25faWQYBCABKAkSEAoIcHJvdG9jb2wYBSABKAkSFgoOY2xpZW50X2FkZHJlc3MYBiABKAkSFgoOc2VydmVyX2FkZHJlc3MYByABKAkSDAoEdXNlchgIIAEoCRIQCghkYXRhYmFzZRgJIAEoCRIYChBhcHBsaWNhdGlvbl9uYW1lGAogASgJEgsKA3RscxgLIAEoCBITCgthdXRoX21ldGhvZBgMIAEoCRIRCglzdGF0ZW1lbnQYDSABKAkSFwoPc3RhdGVtZW50X2NsYXNzGA4gASgJEhMKC2NvbW1hbmRfdGFnGA8gASgJEhIKCnBhcmFtZXRlcnMYECADKAkSDAoEcm93cxgRIAEoBBISCgplcnJvcl9jb2RlGBIgASgJEhAKCHNxbHN0YXRlGBMgASgJEhUKDWVycm9yX21lc3NhZ2UYFCABKAkSFgoOZXJyb3Jfc2V2ZXJpdHkYFSABKAkSEwoLZHVyYXRpb25fdXMYFiABKAQSGwoTc3RhdGVtZW50X3RydW5jYXRlZBgXIAEoCBIYChBzdGF0ZW1lbnRfbGVuZ3RoGBggASgEEhUKDXByZXBhcmVkX25hbWUYGSABKAkSGQoRYnl0ZXNfZnJvbV9jbGllbnQYGiABKAQSFwoPYnl0ZXNfdG9fY2xpZW50GBsgASgEEg4KBnJlYXNvbhgcIAEoCRIOCgZkZXRhaWwYHSABKAkSFAoMY29sbGVjdG9yX2lkGCggASgJEg0KBWVwb2NoGCkgASgJEgsKA3NlcRgqIAEoBBISCgpjaGFpbl9oYXNoGCsgASgMEhUKDWxvc3NfZnJvbV9zZXEYLCABKAQSEwoLbG9zc190b19zZXEYLSABKAQSFwoPcHJldl9jaGFpbl9oYXNoGC4gASgMEhQKDGNoYWluX2tleV9pZBgvIAEoCRIUCgxkZWxpdmVyZWRfYnkYMiABKAkSLwoLcmVjZWl2ZWRfYXQYMyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * One security audit event. Kinds and the fields each one fills:
@@ -236,6 +236,22 @@ export type AuditEvent = Message<"dbaudit.audit.v1.AuditEvent"> & {
    * @generated from field: uint64 loss_to_seq = 45;
    */
   lossToSeq: bigint;
+
+  /**
+   * The chain_hash of the event before this one in the epoch (empty for
+   * seq 1), and the id of the trail key that made chain_hash (empty: an
+   * unkeyed SHA-256, which shows damage but not deliberate edits).
+   * chain_hash = HMAC-SHA256(trail key, every other field encoded in field
+   * order), written as the event's last field; see lib/trail.ts.
+   *
+   * @generated from field: bytes prev_chain_hash = 46;
+   */
+  prevChainHash: Uint8Array;
+
+  /**
+   * @generated from field: string chain_key_id = 47;
+   */
+  chainKeyId: string;
 
   /**
    * Set by the gateway that stored the event.

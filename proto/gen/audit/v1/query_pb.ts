@@ -14,7 +14,207 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file audit/v1/query.proto.
  */
 export const file_audit_v1_query: GenFile = /*@__PURE__*/
-  fileDesc("ChRhdWRpdC92MS9xdWVyeS5wcm90bxIQZGJhdWRpdC5hdWRpdC52MSLaAQoNU2VhcmNoUmVxdWVzdBIpCgVzaW5jZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHVzZXIYAyABKAkSEAoIZGF0YWJhc2UYBCABKAkSEgoKc2Vzc2lvbl9pZBgFIAEoCRIMCgRraW5kGAYgASgJEgwKBHRleHQYByABKAkSDQoFbGltaXQYCCABKA0SFAoMY29sbGVjdG9yX2lkGAkgASgJIj4KDlNlYXJjaFJlc3BvbnNlEiwKBmV2ZW50cxgBIAMoCzIcLmRiYXVkaXQuYXVkaXQudjEuQXVkaXRFdmVudDJbCgxRdWVyeVNlcnZpY2USSwoGU2VhcmNoEh8uZGJhdWRpdC5hdWRpdC52MS5TZWFyY2hSZXF1ZXN0GiAuZGJhdWRpdC5hdWRpdC52MS5TZWFyY2hSZXNwb25zZWIGcHJvdG8z", [file_audit_v1_event, file_google_protobuf_timestamp]);
+  fileDesc("ChRhdWRpdC92MS9xdWVyeS5wcm90bxIQZGJhdWRpdC5hdWRpdC52MSJPCgxUcmFpbFJlcXVlc3QSFAoMY29sbGVjdG9yX2lkGAEgASgJEikKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIsCghTZXFSYW5nZRIQCghmcm9tX3NlcRgBIAEoBBIOCgZ0b19zZXEYAiABKAQieAoKVHJhaWxFcG9jaBIUCgxjb2xsZWN0b3JfaWQYASABKAkSDQoFZXBvY2gYAiABKAkSGAoQaGlnaGVzdF9yZXBvcnRlZBgDIAEoBBIrCgdkcm9wcGVkGAQgAygLMhouZGJhdWRpdC5hdWRpdC52MS5TZXFSYW5nZSJlCgpUcmFpbEV2ZW50EgsKA3NlcRgBIAEoBBILCgNyYXcYAiABKAwSFAoMZGVsaXZlcmVkX2J5GAMgASgJEhYKDnJlY2VpdmVkX2F0X21zGAQgASgDEg8KB3NlYWxfaWQYBSABKAkidgoLU3RvcmFnZVNlYWwSDwoHc2VhbF9pZBgBIAEoCRISCgpnYXRld2F5X2lkGAIgASgJEg4KBmtleV9pZBgDIAEoCRIUCgxzZWFsZWRfYXRfbXMYBCABKAMSDwoHZW50cmllcxgFIAEoDBILCgNtYWMYBiABKAwilQEKClRyYWlsQ2h1bmsSKwoFZXBvY2gYASABKAsyHC5kYmF1ZGl0LmF1ZGl0LnYxLlRyYWlsRXBvY2gSLAoGZXZlbnRzGAIgAygLMhwuZGJhdWRpdC5hdWRpdC52MS5UcmFpbEV2ZW50EiwKBXNlYWxzGAMgAygLMh0uZGJhdWRpdC5hdWRpdC52MS5TdG9yYWdlU2VhbCLaAQoNU2VhcmNoUmVxdWVzdBIpCgVzaW5jZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHVzZXIYAyABKAkSEAoIZGF0YWJhc2UYBCABKAkSEgoKc2Vzc2lvbl9pZBgFIAEoCRIMCgRraW5kGAYgASgJEgwKBHRleHQYByABKAkSDQoFbGltaXQYCCABKA0SFAoMY29sbGVjdG9yX2lkGAkgASgJIj4KDlNlYXJjaFJlc3BvbnNlEiwKBmV2ZW50cxgBIAMoCzIcLmRiYXVkaXQuYXVkaXQudjEuQXVkaXRFdmVudDKkAQoMUXVlcnlTZXJ2aWNlEksKBlNlYXJjaBIfLmRiYXVkaXQuYXVkaXQudjEuU2VhcmNoUmVxdWVzdBogLmRiYXVkaXQuYXVkaXQudjEuU2VhcmNoUmVzcG9uc2USRwoFVHJhaWwSHi5kYmF1ZGl0LmF1ZGl0LnYxLlRyYWlsUmVxdWVzdBocLmRiYXVkaXQuYXVkaXQudjEuVHJhaWxDaHVuazABYgZwcm90bzM", [file_audit_v1_event, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message dbaudit.audit.v1.TrailRequest
+ */
+export type TrailRequest = Message<"dbaudit.audit.v1.TrailRequest"> & {
+  /**
+   * Only this collector (empty: every collector).
+   *
+   * @generated from field: string collector_id = 1;
+   */
+  collectorId: string;
+
+  /**
+   * Only events from this time on; the first event of each epoch in the
+   * window is then not linked to the one before it.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 2;
+   */
+  since?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message dbaudit.audit.v1.TrailRequest.
+ * Use `create(TrailRequestSchema)` to create a new message.
+ */
+export const TrailRequestSchema: GenMessage<TrailRequest> = /*@__PURE__*/
+  messageDesc(file_audit_v1_query, 0);
+
+/**
+ * @generated from message dbaudit.audit.v1.SeqRange
+ */
+export type SeqRange = Message<"dbaudit.audit.v1.SeqRange"> & {
+  /**
+   * @generated from field: uint64 from_seq = 1;
+   */
+  fromSeq: bigint;
+
+  /**
+   * @generated from field: uint64 to_seq = 2;
+   */
+  toSeq: bigint;
+};
+
+/**
+ * Describes the message dbaudit.audit.v1.SeqRange.
+ * Use `create(SeqRangeSchema)` to create a new message.
+ */
+export const SeqRangeSchema: GenMessage<SeqRange> = /*@__PURE__*/
+  messageDesc(file_audit_v1_query, 1);
+
+/**
+ * @generated from message dbaudit.audit.v1.TrailEpoch
+ */
+export type TrailEpoch = Message<"dbaudit.audit.v1.TrailEpoch"> & {
+  /**
+   * @generated from field: string collector_id = 1;
+   */
+  collectorId: string;
+
+  /**
+   * @generated from field: string epoch = 2;
+   */
+  epoch: string;
+
+  /**
+   * Highest sequence number the collector reported (0: never reported to
+   * this store, e.g. at a DR replica).
+   *
+   * @generated from field: uint64 highest_reported = 3;
+   */
+  highestReported: bigint;
+
+  /**
+   * Ranges retention removed on purpose.
+   *
+   * @generated from field: repeated dbaudit.audit.v1.SeqRange dropped = 4;
+   */
+  dropped: SeqRange[];
+};
+
+/**
+ * Describes the message dbaudit.audit.v1.TrailEpoch.
+ * Use `create(TrailEpochSchema)` to create a new message.
+ */
+export const TrailEpochSchema: GenMessage<TrailEpoch> = /*@__PURE__*/
+  messageDesc(file_audit_v1_query, 2);
+
+/**
+ * @generated from message dbaudit.audit.v1.TrailEvent
+ */
+export type TrailEvent = Message<"dbaudit.audit.v1.TrailEvent"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * The AuditEvent bytes exactly as the collector sent them.
+   *
+   * @generated from field: bytes raw = 2;
+   */
+  raw: Uint8Array;
+
+  /**
+   * @generated from field: string delivered_by = 3;
+   */
+  deliveredBy: string;
+
+  /**
+   * @generated from field: int64 received_at_ms = 4;
+   */
+  receivedAtMs: bigint;
+
+  /**
+   * @generated from field: string seal_id = 5;
+   */
+  sealId: string;
+};
+
+/**
+ * Describes the message dbaudit.audit.v1.TrailEvent.
+ * Use `create(TrailEventSchema)` to create a new message.
+ */
+export const TrailEventSchema: GenMessage<TrailEvent> = /*@__PURE__*/
+  messageDesc(file_audit_v1_query, 3);
+
+/**
+ * @generated from message dbaudit.audit.v1.StorageSeal
+ */
+export type StorageSeal = Message<"dbaudit.audit.v1.StorageSeal"> & {
+  /**
+   * @generated from field: string seal_id = 1;
+   */
+  sealId: string;
+
+  /**
+   * @generated from field: string gateway_id = 2;
+   */
+  gatewayId: string;
+
+  /**
+   * @generated from field: string key_id = 3;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: int64 sealed_at_ms = 4;
+   */
+  sealedAtMs: bigint;
+
+  /**
+   * Per event: 16-byte event id and 32-byte digest of the stored row.
+   *
+   * @generated from field: bytes entries = 5;
+   */
+  entries: Uint8Array;
+
+  /**
+   * @generated from field: bytes mac = 6;
+   */
+  mac: Uint8Array;
+};
+
+/**
+ * Describes the message dbaudit.audit.v1.StorageSeal.
+ * Use `create(StorageSealSchema)` to create a new message.
+ */
+export const StorageSealSchema: GenMessage<StorageSeal> = /*@__PURE__*/
+  messageDesc(file_audit_v1_query, 4);
+
+/**
+ * A chunk starts a new epoch when `epoch` is set; its events follow in
+ * this and the next chunks, and every seal an event names is sent in the
+ * same chunk or an earlier one.
+ *
+ * @generated from message dbaudit.audit.v1.TrailChunk
+ */
+export type TrailChunk = Message<"dbaudit.audit.v1.TrailChunk"> & {
+  /**
+   * @generated from field: dbaudit.audit.v1.TrailEpoch epoch = 1;
+   */
+  epoch?: TrailEpoch | undefined;
+
+  /**
+   * @generated from field: repeated dbaudit.audit.v1.TrailEvent events = 2;
+   */
+  events: TrailEvent[];
+
+  /**
+   * @generated from field: repeated dbaudit.audit.v1.StorageSeal seals = 3;
+   */
+  seals: StorageSeal[];
+};
+
+/**
+ * Describes the message dbaudit.audit.v1.TrailChunk.
+ * Use `create(TrailChunkSchema)` to create a new message.
+ */
+export const TrailChunkSchema: GenMessage<TrailChunk> = /*@__PURE__*/
+  messageDesc(file_audit_v1_query, 5);
 
 /**
  * @generated from message dbaudit.audit.v1.SearchRequest
@@ -75,7 +275,7 @@ export type SearchRequest = Message<"dbaudit.audit.v1.SearchRequest"> & {
  * Use `create(SearchRequestSchema)` to create a new message.
  */
 export const SearchRequestSchema: GenMessage<SearchRequest> = /*@__PURE__*/
-  messageDesc(file_audit_v1_query, 0);
+  messageDesc(file_audit_v1_query, 6);
 
 /**
  * @generated from message dbaudit.audit.v1.SearchResponse
@@ -92,7 +292,7 @@ export type SearchResponse = Message<"dbaudit.audit.v1.SearchResponse"> & {
  * Use `create(SearchResponseSchema)` to create a new message.
  */
 export const SearchResponseSchema: GenMessage<SearchResponse> = /*@__PURE__*/
-  messageDesc(file_audit_v1_query, 1);
+  messageDesc(file_audit_v1_query, 7);
 
 /**
  * @generated from service dbaudit.audit.v1.QueryService
@@ -107,6 +307,19 @@ export const QueryService: GenService<{
     methodKind: "unary";
     input: typeof SearchRequestSchema;
     output: typeof SearchResponseSchema;
+  },
+  /**
+   * The stored trail for verification (`dbaudit verify`): per collector
+   * epoch a header, then its events in sequence order exactly as stored,
+   * with the storage seals they name. The verifier checks everything
+   * itself; it does not take the gateway's word.
+   *
+   * @generated from rpc dbaudit.audit.v1.QueryService.Trail
+   */
+  trail: {
+    methodKind: "server_streaming";
+    input: typeof TrailRequestSchema;
+    output: typeof TrailChunkSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_audit_v1_query, 0);
