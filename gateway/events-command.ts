@@ -59,13 +59,16 @@ export function parseTimeArg(flag: string, text: string, nowMs: number): number 
   throw usageError(`--${flag}: invalid time ${JSON.stringify(text)}; expected an RFC 3339 time such as 2026-03-01T12:00:00Z or a duration ago such as 15m, 2h, 7d`);
 }
 
-const STRING_FLAGS = ['gateway', 'since', 'until', 'user', 'database', 'session', 'kind', 'text', 'limit', 'token-file', 'tls-ca', 'tls-cert', 'tls-key'] as const;
-type StringFlag = (typeof STRING_FLAGS)[number];
-type Flags = Partial<Record<StringFlag, string>> & { json?: boolean; help?: boolean };
+/** Flags every gateway client command takes: where the gateway is and how to authenticate. */
+const CLIENT_FLAGS = ['gateway', 'token-file', 'tls-ca', 'tls-cert', 'tls-key'] as const;
+const STRING_FLAGS = [...CLIENT_FLAGS, 'since', 'until', 'user', 'database', 'session', 'kind', 'text', 'limit'] as const;
 
-/** `--name value`, `--name=value`, `--json`, `--help`/`-h`; anything else is an error naming it. */
-function parseFlags(argv: readonly string[]): Flags {
-  const flags: Flags = {};
+/** Parsed command line: string flags by name, switches as true, help. */
+export type Flags<S extends string> = Partial<Record<S, string>> & { switches: Set<string>; help: boolean };
+
+/** `--name value`, `--name=value`, a switch (`--json`), `--help`/`-h`; anything else is an error naming it. */
+export function parseFlags<S extends string>(argv: readonly string[], strings: readonly S[], switches: readonly string[]): Flags<S> {
+  const flags = { switches: new Set<string>(), help: false } as Flags<S>;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '-h' || arg === '--help') {
@@ -75,19 +78,32 @@ function parseFlags(argv: readonly string[]): Flags {
     if (!arg.startsWith('--')) throw usageError(`unexpected argument ${JSON.stringify(arg)}`);
     const eq = arg.indexOf('=');
     const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
-    if (name === 'json') {
-      if (eq >= 0) throw usageError('--json takes no value');
-      flags.json = true;
+    if (switches.includes(name)) {
+      if (eq >= 0) throw usageError(`--${name} takes no value`);
+      flags.switches.add(name);
       continue;
     }
-    if (!(STRING_FLAGS as readonly string[]).includes(name)) throw usageError(`unknown flag --${name}`);
+    if (!(strings as readonly string[]).includes(name)) throw usageError(`unknown flag --${name}`);
     let value: string | undefined;
     if (eq >= 0) value = arg.slice(eq + 1);
     else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) value = argv[++i];
     if (value === undefined) throw usageError(`--${name} needs a value`);
-    flags[name as StringFlag] = value;
+    (flags as Record<string, unknown>)[name] = value;
   }
   return flags;
+}
+
+/** The gateway address and credentials a client command's flags (or the environment) name. */
+export function gatewayOf(values: Partial<Record<(typeof CLIENT_FLAGS)[number], string>>, env: NodeJS.ProcessEnv): { gateway: string; security: ClientSecurity } {
+  const gateway = values.gateway ?? env.DBAUDIT_GATEWAY ?? DEFAULT_GATEWAY;
+  if (!parseAddress(gateway)) throw usageError(`--gateway: invalid address ${JSON.stringify(gateway)}; expected host:port`);
+  const security: ClientSecurity = {
+    tokenFile: values['token-file'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TOKEN_FILE,
+    caFile: values['tls-ca'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TLS_CA_FILE,
+    certFile: values['tls-cert'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TLS_CERT_FILE,
+    keyFile: values['tls-key'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TLS_KEY_FILE,
+  };
+  return { gateway, security };
 }
 
 /** The SearchRequest and output mode the arguments ask for; throws DBA_CONFIG naming the bad flag. */
@@ -96,9 +112,8 @@ export function parseEventsArgs(
   env: NodeJS.ProcessEnv,
   nowMs: number,
 ): { gateway: string; request: SearchRequest; json: boolean; help: boolean; security: ClientSecurity } {
-  const values = parseFlags(argv);
-  const gateway = values.gateway ?? env.DBAUDIT_GATEWAY ?? DEFAULT_GATEWAY;
-  if (!parseAddress(gateway)) throw usageError(`--gateway: invalid address ${JSON.stringify(gateway)}; expected host:port`);
+  const values = parseFlags(argv, STRING_FLAGS, ['json']);
+  const { gateway, security } = gatewayOf(values, env);
   const request = create(SearchRequestSchema, {
     user: values.user ?? '',
     database: values.database ?? '',
@@ -125,13 +140,7 @@ export function parseEventsArgs(
   if (since !== undefined && until !== undefined && since >= until) throw usageError('--since must be before --until');
   if (since !== undefined) request.since = timestampFromMs(since);
   if (until !== undefined) request.until = timestampFromMs(until);
-  const security: ClientSecurity = {
-    tokenFile: values['token-file'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TOKEN_FILE,
-    caFile: values['tls-ca'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TLS_CA_FILE,
-    certFile: values['tls-cert'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TLS_CERT_FILE,
-    keyFile: values['tls-key'] ?? env.DBAUDIT_COLLECTOR_GATEWAY_TLS_KEY_FILE,
-  };
-  return { gateway, request, json: values.json ?? false, help: values.help ?? false, security };
+  return { gateway, request, json: values.switches.has('json'), help: values.help, security };
 }
 
 function search(gateway: string, request: SearchRequest, security: ClientSecurity): Promise<SearchResponse> {
@@ -150,14 +159,14 @@ function search(gateway: string, request: SearchRequest, security: ClientSecurit
   });
 }
 
-function describeFailure(gateway: string, err: grpc.ServiceError): string {
+export function describeFailure(gateway: string, err: grpc.ServiceError): string {
   switch (err.code) {
     case grpc.status.UNAVAILABLE:
       return `cannot reach the gateway at ${gateway}: ${err.details}`;
     case grpc.status.DEADLINE_EXCEEDED:
       return `the gateway at ${gateway} did not answer within ${DEADLINE_MS / 1000}s`;
     case grpc.status.INVALID_ARGUMENT:
-      return `the gateway refused the query: ${err.details}`;
+      return `the gateway refused the request: ${err.details}`;
     case grpc.status.UNAUTHENTICATED:
     case grpc.status.PERMISSION_DENIED:
       return `the gateway at ${gateway} refused the credentials: ${err.details}`;
@@ -166,7 +175,7 @@ function describeFailure(gateway: string, err: grpc.ServiceError): string {
   }
 }
 
-function write(out: NodeJS.WritableStream, text: string): Promise<void> {
+export function write(out: NodeJS.WritableStream, text: string): Promise<void> {
   return new Promise((resolve, reject) => {
     out.write(text, (err) => (err ? reject(err) : resolve()));
   });

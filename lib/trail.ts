@@ -228,12 +228,13 @@ export function checkSeal(s: Seal, keys: TrailKeys | undefined, requireKeyed: bo
   return same(chainHashOf(key, sealInput(s)), s.mac) ? {} : { problem: 'MAC does not match its entries (seal modified)' };
 }
 
-/** The digest a seal holds for an event id (16 bytes), or undefined. */
-export function sealedDigest(s: Seal, id16: Uint8Array): Buffer | undefined {
+/** The digests a seal holds, by event id as 32 hex digits. */
+export function sealedDigests(s: Seal): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
   for (let at = 0; at + SEAL_ENTRY_BYTES <= s.entries.length; at += SEAL_ENTRY_BYTES) {
-    if (Buffer.compare(s.entries.subarray(at, at + 16), id16) === 0) return s.entries.subarray(at + 16, at + SEAL_ENTRY_BYTES);
+    out.set(s.entries.toString('hex', at, at + 16), s.entries.subarray(at + 16, at + SEAL_ENTRY_BYTES));
   }
-  return undefined;
+  return out;
 }
 
 // ---- verification of one collector epoch ----------------------------------
@@ -351,6 +352,8 @@ export class EpochVerifier {
   #unchecked = 0;
   #unsealed = 0;
   #linkNext: boolean;
+  /** Seals already checked: their verdict and digests by event id. */
+  readonly #sealsSeen = new Map<string, { problem?: string; digests: Map<string, Buffer> } | undefined>();
 
   constructor(collectorId: string, epoch: string, opts: VerifyOptions = {}) {
     this.collectorId = collectorId;
@@ -424,14 +427,17 @@ export class EpochVerifier {
       if (this.#requireKeyed) this.#break(row.seq, eventId, 'is not covered by a storage seal');
       return;
     }
-    const seal = lookup(row.sealId);
+    if (!this.#sealsSeen.has(row.sealId)) {
+      const seal = lookup(row.sealId);
+      this.#sealsSeen.set(row.sealId, seal && { problem: checkSeal(seal, this.#o.keys, this.#requireKeyed).problem, digests: sealedDigests(seal) });
+    }
+    const seal = this.#sealsSeen.get(row.sealId);
     if (!seal) {
       this.#break(row.seq, eventId, `names storage seal ${row.sealId}, which is missing`);
       return;
     }
-    const ok = checkSeal(seal, this.#o.keys, this.#requireKeyed);
-    if (ok.problem) this.#break(row.seq, eventId, `storage seal ${row.sealId} ${ok.problem}`);
-    const digest = sealedDigest(seal, Buffer.from(eventId.replace(/-/g, ''), 'hex'));
+    if (seal.problem) this.#break(row.seq, eventId, `storage seal ${row.sealId} ${seal.problem}`);
+    const digest = seal.digests.get(eventId.replace(/-/g, '').toLowerCase());
     if (!digest) this.#break(row.seq, eventId, `is not in its storage seal ${row.sealId}`);
     else if (!same(digest, rowDigest(row.raw, row.deliveredBy, row.receivedAtMs))) this.#break(row.seq, eventId, `stored row differs from what seal ${row.sealId} recorded (row edited)`);
   }

@@ -14,7 +14,8 @@ commands:
   events    query events stored at a gateway
   demo      embedded PostgreSQL + gateway + proxy, printing events live
   cache     inspect a local event cache (dbaudit cache inspect --cache-dir DIR)
-  keygen    print a new random 32-byte cache key (base64)
+  verify    check a gateway's stored trail: gaps, loss events, chain breaks (exit 1 on any finding)
+  keygen    print a new random 32-byte key (base64): cache, trail or seal key
   inject    add the dbaudit sidecar to Kubernetes YAML (stdin → stdout) by pod annotations
   webhook   Kubernetes mutating admission webhook (HTTPS) that injects the sidecar
   version   print the version
@@ -79,6 +80,10 @@ async function main(args: string[]): Promise<number> {
       onSignals(logger, () => handle.close());
       return -1;
     }
+    case 'verify': {
+      const { runVerifyCommand } = await import('../gateway/verify-command.js');
+      return runVerifyCommand(argv, process.env, process.stdout);
+    }
     case 'events': {
       const { runEventsCommand } = await import('../gateway/events-command.js');
       return runEventsCommand(argv, process.env, process.stdout);
@@ -135,6 +140,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (isAuditError(err)) process.stderr.write(`dbaudit: ${err.message}\n`);
+    // A Node system error (EADDRINUSE, EACCES, ENOENT … with its syscall) is the environment, not a bug: one line, no stack.
+    else if (typeof (err as NodeJS.ErrnoException)?.code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string') process.stderr.write(`dbaudit: ${(err as Error).message}\n`);
     else process.stderr.write(`dbaudit: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
   },

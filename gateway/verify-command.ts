@@ -1,0 +1,174 @@
+import type * as grpc from '@grpc/grpc-js';
+import { create } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { TrailRequestSchema, type TrailChunk, type TrailRequest } from '../proto/gen/audit/v1/query_pb.js';
+import { clientAuth, type ClientSecurity } from '../lib/client-auth.js';
+import { MAX_MESSAGE_BYTES, QueryClient } from '../lib/grpc.js';
+import { EpochVerifier, TrailKeys, formatRange, reportPasses, type EpochReport, type Seal } from '../lib/trail.js';
+import { describeFailure, gatewayOf, parseFlags, parseTimeArg, write } from './events-command.js';
+
+/**
+ * `dbaudit verify`: reads a gateway's stored trail (QueryService.Trail) and
+ * checks it here, with the keys the auditor holds: per collector epoch,
+ * what is held, which sequence ranges are missing and whether a loss event
+ * or retention explains them, and every chain break. The gateway's own
+ * verdict is not asked for: a gateway (or its store) that was tampered with
+ * cannot talk its way past this.
+ */
+
+export const VERIFY_USAGE = `usage: dbaudit verify [--gateway HOST:PORT] [--since T] [--collector ID]
+                      [--keys-dir DIR] [--json]
+
+  --gateway     gateway query address (env DBAUDIT_GATEWAY; default 127.0.0.1:50051);
+                run it against the DR region's gateway too
+  --since T     only events from T on (RFC 3339 time or a duration ago: 15m, 2h, 7d);
+                the first event of each epoch in the window is not linked to the one before
+  --collector   only this collector's epochs
+  --keys-dir    directory of trail keys (collectors') and seal keys (gateways'), one per
+                file (env DBAUDIT_TRAIL_KEYS_DIR). With keys, every keyed hash and seal is
+                checked and an unkeyed one is a finding; without, keyed hashes go unchecked
+  --json        one JSON object per collector epoch, then a summary object
+  --token-file F, --tls-ca F, --tls-cert F, --tls-key F   as for dbaudit events
+
+Exit status: 0 the trail verifies; 1 an unexplained gap or a chain break was found;
+2 bad usage; 3 the trail could not be read.
+`;
+
+const STRING_FLAGS = ['gateway', 'token-file', 'tls-ca', 'tls-cert', 'tls-key', 'since', 'collector', 'keys-dir'] as const;
+
+export interface VerifyArgs {
+  gateway: string;
+  security: ClientSecurity;
+  request: TrailRequest;
+  keys?: TrailKeys;
+  json: boolean;
+  help: boolean;
+}
+
+export function parseVerifyArgs(argv: readonly string[], env: NodeJS.ProcessEnv, nowMs: number): VerifyArgs {
+  const values = parseFlags(argv, STRING_FLAGS, ['json']);
+  const { gateway, security } = gatewayOf(values, env);
+  const request = create(TrailRequestSchema, { collectorId: values.collector ?? '' });
+  if (values.since !== undefined) request.since = timestampFromMs(parseTimeArg('since', values.since, nowMs));
+  const dir = values['keys-dir'] ?? env.DBAUDIT_TRAIL_KEYS_DIR;
+  const keys = dir ? TrailKeys.fromDir(dir, '--keys-dir') : undefined;
+  return { gateway, security, request, keys, json: values.switches.has('json'), help: values.help };
+}
+
+/** Reads the whole trail and verifies it epoch by epoch, as the chunks arrive. */
+export function verifyTrail(gateway: string, security: ClientSecurity, request: TrailRequest, keys: TrailKeys | undefined): Promise<EpochReport[]> {
+  const { credentials, metadata } = clientAuth(security);
+  const client = new QueryClient(gateway, credentials, { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES }) as unknown as grpc.Client & {
+    trail(req: TrailRequest, md: grpc.Metadata): grpc.ClientReadableStream<TrailChunk>;
+  };
+  const reports: EpochReport[] = [];
+  const seals = new Map<string, Seal>();
+  const windowed = request.since !== undefined;
+  let current: { v: EpochVerifier; highest: bigint; dropped: { from: bigint; to: bigint }[] } | undefined;
+  const close = (): void => {
+    if (current) reports.push(current.v.finish(current.highest, current.dropped));
+    current = undefined;
+  };
+  return new Promise<EpochReport[]>((resolve, reject) => {
+    const call = client.trail(request, metadata);
+    call.on('data', (chunk: TrailChunk) => {
+      for (const s of chunk.seals) {
+        seals.set(s.sealId, { sealId: s.sealId, gatewayId: s.gatewayId, keyId: s.keyId, sealedAtMs: Number(s.sealedAtMs), entries: Buffer.from(s.entries), mac: s.mac });
+      }
+      if (chunk.epoch) {
+        close();
+        const ep = chunk.epoch;
+        current = {
+          v: new EpochVerifier(ep.collectorId, ep.epoch, { keys, linkFirst: !windowed, seal: (id) => seals.get(id) }),
+          highest: ep.highestReported,
+          dropped: ep.dropped.map((r) => ({ from: r.fromSeq, to: r.toSeq })),
+        };
+      }
+      for (const e of chunk.events) {
+        current?.v.add({ seq: e.seq, raw: e.raw, deliveredBy: e.deliveredBy, receivedAtMs: Number(e.receivedAtMs), sealId: e.sealId });
+      }
+    });
+    call.on('error', (err) => {
+      client.close();
+      reject(err);
+    });
+    call.on('end', () => {
+      client.close();
+      close();
+      resolve(reports);
+    });
+  });
+}
+
+function describe(r: EpochReport): string {
+  const lines = [`collector ${r.collectorId} epoch ${r.epoch}: ${reportPasses(r) ? 'OK' : 'FAILED'}`];
+  const span = r.held > 0 ? ` (seq ${r.firstSeq}-${r.lastSeq})` : '';
+  lines.push(`  events held: ${r.held}${span}; highest seq reported by the collector: ${r.highestReported > 0n ? r.highestReported : 'none'}`);
+  lines.push(`  ranges missing: ${r.missing.length === 0 ? 'none' : r.missing.map(formatRange).join(', ')}`);
+  if (r.explained.length > 0) lines.push(`  ranges explained: ${r.explained.map((x) => `${formatRange(x)} (${x.by})`).join(', ')}`);
+  lines.push(`  loss events: ${r.losses.length === 0 ? 'none' : r.losses.map((l) => `seq ${l.seq} names ${formatRange(l)} (${l.reason})`).join('; ')}`);
+  lines.push(`  chain breaks: ${r.breaks.length === 0 ? 'none' : r.breaks.length}`);
+  for (const b of r.breaks) lines.push(`    seq ${b.seq}${b.eventId ? ` event ${b.eventId}` : ''}: ${b.problem}`);
+  if (r.unchecked > 0) lines.push(`  not checked: ${r.unchecked} keyed chain hashes (their key is not in --keys-dir)`);
+  if (r.unsealed > 0) lines.push(`  unsealed rows: ${r.unsealed} (stored by a gateway without a seal key)`);
+  return lines.join('\n');
+}
+
+function toJson(r: EpochReport): Record<string, unknown> {
+  const range = (x: { from: bigint; to: bigint }): { from: string; to: string } => ({ from: String(x.from), to: String(x.to) });
+  return {
+    collector_id: r.collectorId,
+    epoch: r.epoch,
+    ok: reportPasses(r),
+    held: r.held,
+    first_seq: String(r.firstSeq),
+    last_seq: String(r.lastSeq),
+    highest_reported: String(r.highestReported),
+    missing: r.missing.map(range),
+    explained: r.explained.map((x) => ({ ...range(x), by: x.by })),
+    loss_events: r.losses.map((l) => ({ seq: String(l.seq), ...range(l), reason: l.reason })),
+    chain_breaks: r.breaks.map((b) => ({ seq: String(b.seq), event_id: b.eventId, problem: b.problem })),
+    unchecked: r.unchecked,
+    unsealed: r.unsealed,
+  };
+}
+
+/** Runs `dbaudit verify`; returns the exit code. */
+export async function runVerifyCommand(argv: string[], env: NodeJS.ProcessEnv, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream = process.stderr): Promise<number> {
+  let args: VerifyArgs;
+  try {
+    args = parseVerifyArgs(argv, env, Date.now());
+    clientAuth(args.security);
+  } catch (err) {
+    await write(errOut, `dbaudit verify: ${err instanceof Error ? err.message : String(err)}\n\n${VERIFY_USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    await write(out, VERIFY_USAGE);
+    return 0;
+  }
+  let reports: EpochReport[];
+  try {
+    reports = await verifyTrail(args.gateway, args.security, args.request, args.keys);
+  } catch (err) {
+    const text = err && typeof err === 'object' && 'code' in err ? describeFailure(args.gateway, err as grpc.ServiceError) : String(err);
+    await write(errOut, `dbaudit verify: ${text}\n`);
+    return 3;
+  }
+  const failed = reports.filter((r) => !reportPasses(r));
+  const events = reports.reduce((n, r) => n + r.held, 0);
+  const gaps = reports.reduce((n, r) => n + r.missing.length, 0);
+  const breaks = reports.reduce((n, r) => n + r.breaks.length, 0);
+  const verdict = failed.length === 0 ? 'PASS' : 'FAIL';
+  if (args.json) {
+    const lines = reports.map((r) => JSON.stringify(toJson(r)));
+    lines.push(JSON.stringify({ summary: true, ok: failed.length === 0, gateway: args.gateway, epochs: reports.length, events, unexplained_gaps: gaps, chain_breaks: breaks, keys: args.keys?.size ?? 0 }));
+    await write(out, lines.join('\n') + '\n');
+  } else {
+    const text = reports.map(describe);
+    const keyNote = args.keys ? `${args.keys.size} key(s) given` : 'no keys given: keyed hashes and seals not checked';
+    text.push(`${verdict}: ${reports.length} collector epoch(s), ${events} events, ${gaps} unexplained gap(s), ${breaks} chain break(s) at ${args.gateway} (${keyNote})`);
+    await write(out, text.join('\n') + '\n');
+  }
+  return failed.length === 0 ? 0 : 1;
+}
