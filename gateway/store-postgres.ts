@@ -275,7 +275,7 @@ export class PostgresStore implements Store {
       const r = await pool.query<Row & { seq: string; seal_id: string | null }>(
         `SELECT seq::text AS seq, seal_id::text AS seal_id, ${SELECT_COLUMNS} FROM events
          WHERE collector_id = $1 AND epoch = $2 AND seq > $3 ${sinceMicros !== undefined ? 'AND time_us >= $5' : ''}
-         ORDER BY seq, event_id LIMIT $4`,
+         ORDER BY events.seq, events.event_id LIMIT $4`,
         sinceMicros !== undefined ? [col(collectorId), col(epoch), afterSeq.toString(), limit, Math.floor(sinceMicros)] : [col(collectorId), col(epoch), afterSeq.toString(), limit],
       );
       return r.rows.map((row) => ({ seq: BigInt(row.seq), raw: Buffer.from(row.raw), deliveredBy: row.delivered_by, receivedAtMs: Number(row.received_ms), sealId: row.seal_id ?? '' }));

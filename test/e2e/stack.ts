@@ -27,13 +27,13 @@ export interface Stack {
 }
 
 /** A gateway and a proxy in this process, in front of `upstream`, with their own temporary directories. */
-export async function startStack(upstream: string, overrides: Record<string, unknown> = {}): Promise<Stack> {
+export async function startStack(upstream: string, overrides: Record<string, unknown> = {}, gatewayOverrides: Record<string, unknown> = {}): Promise<Stack> {
   const dir = makeTempDir('dbaudit-e2e-');
   const gwConfig = loadConfig({
     argv: [],
     env: {},
     scope: 'gateway',
-    defaults: { 'gateway.listen': '127.0.0.1:0', 'gateway.data_dir': join(dir.dir, 'gateway'), 'gateway.http.listen': '127.0.0.1:0', 'log.level': 'silent' },
+    defaults: { 'gateway.listen': '127.0.0.1:0', 'gateway.data_dir': join(dir.dir, 'gateway'), 'gateway.http.listen': '127.0.0.1:0', 'log.level': 'silent', ...gatewayOverrides },
   }).config;
   const gateway = await startGateway({ config: gwConfig, logger: silentLogger, metrics: new GatewayMetrics({ defaultMetrics: false }) });
   const cacheDir = join(dir.dir, 'cache');

@@ -1,0 +1,186 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { fromBinary } from '@bufbuild/protobuf';
+import { AuditEventSchema } from '../proto/gen/audit/v1/event_pb.js';
+import { encodeAuditEvent } from '../proxy/event-codec.js';
+import { EventKind, makeEvent, newSessionMeta, type AuditEvent } from '../proxy/events.js';
+import {
+  CHAIN_TRAILER_BYTES, ChainMaker, EpochVerifier, TrailKeys, appendChainHash, checkChainHash, makeSeal, reportPasses, rowDigest, splitChainHash,
+  subtractRanges, trailKey, type Seal, type TrailKey, type TrailRow,
+} from './trail.js';
+
+const KEY = trailKey(randomBytes(32));
+const EPOCH = '01900000-0000-7000-8000-000000000001';
+
+function event(seq: number, statement = `SELECT ${seq}`): AuditEvent {
+  const ev = makeEvent(EventKind.Statement, newSessionMeta('postgres', '127.0.0.1:1', '127.0.0.1:2', 1_700_000_000_000), 1_700_000_000_000 + seq);
+  ev.statement = statement;
+  ev.collectorId = 'col-a';
+  ev.epoch = EPOCH;
+  ev.seq = BigInt(seq);
+  return ev;
+}
+
+/** seqs 1..n chained with `key`, as rows a store would return. */
+function chain(n: number, key: TrailKey | null = KEY): TrailRow[] {
+  const maker = new ChainMaker(key ?? undefined, undefined);
+  return Array.from({ length: n }, (_, i) => ({ seq: BigInt(i + 1), raw: maker.link(event(i + 1), encodeAuditEvent), deliveredBy: 'col-a', receivedAtMs: 1, sealId: '' }));
+}
+
+function verify(rows: TrailRow[], highest = 0n, opts: ConstructorParameters<typeof EpochVerifier>[2] = { keys: new TrailKeys([KEY]) }) {
+  const v = new EpochVerifier('col-a', EPOCH, opts);
+  for (const r of rows) v.add(r);
+  return v.finish(highest);
+}
+
+/** Re-encodes a stored event with `change` applied, keeping its old chain hash (an edit without the key). */
+function edited(raw: Uint8Array, change: (ev: AuditEvent) => void): Uint8Array {
+  const ev = fromBinary(AuditEventSchema, raw) as AuditEvent;
+  const hash = ev.chainHash;
+  change(ev);
+  ev.chainHash = new Uint8Array(0);
+  return appendChainHash(encodeAuditEvent(ev), hash);
+}
+
+describe('chain hash', () => {
+  test('each event ends with its chain hash, links to the one before, and decodes as an AuditEvent', () => {
+    const rows = chain(3);
+    const evs = rows.map((r) => fromBinary(AuditEventSchema, r.raw));
+    assert.deepEqual(evs.map((e) => e.seq), [1n, 2n, 3n]);
+    assert.equal(evs[0].prevChainHash.length, 0);
+    assert.deepEqual(evs[1].prevChainHash, evs[0].chainHash);
+    assert.deepEqual(evs[2].prevChainHash, evs[1].chainHash);
+    assert.equal(evs[0].chainKeyId, KEY.id);
+    for (const r of rows) assert.deepEqual(splitChainHash(r.raw)?.hash, fromBinary(AuditEventSchema, r.raw).chainHash);
+    assert.equal(splitChainHash(rows[0].raw)?.body.length, rows[0].raw.length - CHAIN_TRAILER_BYTES);
+  });
+
+  test('checkChainHash: right key passes; an edit, another key, an unknown key id and a missing trailer each fail', () => {
+    const [row] = chain(1);
+    const keys = new TrailKeys([KEY]);
+    assert.deepEqual(checkChainHash(row.raw, KEY.id, keys, true), {});
+    assert.match(checkChainHash(edited(row.raw, (e) => (e.statement = 'SELECT 666')), KEY.id, keys, true).problem ?? '', /does not match its content/);
+    const other = trailKey(randomBytes(32));
+    const [forged] = chain(1, other);
+    assert.match(checkChainHash(forged.raw, other.id, keys, true).problem ?? '', new RegExp(`trail key ${other.id}, which is not among the known keys`));
+    assert.deepEqual(checkChainHash(forged.raw, other.id, undefined, false), { unchecked: true });
+    assert.deepEqual(checkChainHash(row.raw.subarray(0, row.raw.length - 1), KEY.id, keys, true), { problem: 'carries no chain hash' });
+  });
+
+  test('without a key the chain is a bare SHA-256: it shows damage, and is a finding where keys are required', () => {
+    const [row] = chain(1, null);
+    const keyId = fromBinary(AuditEventSchema, row.raw).chainKeyId;
+    assert.equal(keyId, '');
+    assert.deepEqual(checkChainHash(row.raw, '', undefined, false), {});
+    assert.match(checkChainHash(edited(row.raw, (e) => (e.user = 'mallory')), '', undefined, false).problem ?? '', /does not match/);
+    assert.match(checkChainHash(row.raw, '', new TrailKeys([KEY]), true).problem ?? '', /not keyed/);
+  });
+
+  test('the chain goes on from a tail kept across a restart', () => {
+    const rows = chain(2);
+    const tail = fromBinary(AuditEventSchema, rows[1].raw).chainHash;
+    const next = new ChainMaker(KEY, Buffer.from(tail)).link(event(3), encodeAuditEvent);
+    const r = verify([...rows, { seq: 3n, raw: next, deliveredBy: 'x', receivedAtMs: 1, sealId: '' }], 3n);
+    assert.equal(reportPasses(r), true, JSON.stringify(r.breaks));
+  });
+});
+
+describe('EpochVerifier', () => {
+  test('a whole chain passes', () => {
+    const r = verify(chain(10), 10n);
+    assert.deepEqual({ held: r.held, first: r.firstSeq, last: r.lastSeq, missing: r.missing, breaks: r.breaks }, { held: 10, first: 1n, last: 10n, missing: [], breaks: [] });
+  });
+
+  test('a removed event is a missing range; the reported head makes a removed tail missing too', () => {
+    const rows = chain(10).filter((r) => r.seq !== 4n && r.seq < 9n);
+    const r = verify(rows, 10n);
+    assert.deepEqual(r.missing, [{ from: 4n, to: 4n }, { from: 9n, to: 10n }]);
+    assert.deepEqual(r.breaks, []);
+  });
+
+  test('a loss event explains the range it names; retention explains what it dropped; the rest stays missing', () => {
+    const maker = new ChainMaker(KEY, undefined);
+    const rows: TrailRow[] = [];
+    for (let s = 1; s <= 12; s++) {
+      const ev = event(s);
+      if (s === 12) {
+        ev.kind = EventKind.Loss;
+        ev.lossFromSeq = 3n;
+        ev.lossToSeq = 5n;
+        ev.reason = 'size';
+      }
+      const raw = maker.link(ev, encodeAuditEvent);
+      if ((s >= 3 && s <= 5) || s === 8 || s === 10) continue;
+      rows.push({ seq: BigInt(s), raw, deliveredBy: 'x', receivedAtMs: 1, sealId: '' });
+    }
+    const v = new EpochVerifier('col-a', EPOCH, { keys: new TrailKeys([KEY]) });
+    for (const r of rows) v.add(r);
+    const r = v.finish(12n, [{ from: 8n, to: 8n }]);
+    assert.deepEqual(r.missing, [{ from: 10n, to: 10n }]);
+    assert.deepEqual(r.explained, [{ from: 3n, to: 5n, by: 'loss event' }, { from: 8n, to: 8n, by: 'retention' }]);
+    assert.deepEqual(r.losses, [{ seq: 12n, from: 3n, to: 5n, reason: 'size' }]);
+  });
+
+  test('an edited event, two swapped events, a seq held twice and a stranger are each named by seq', () => {
+    const rows = chain(8);
+    rows[2] = { ...rows[2], raw: edited(rows[2].raw, (e) => (e.statement = 'SELECT 0')) };
+    const [a, b] = [rows[4].raw, rows[5].raw];
+    rows[4] = { ...rows[4], raw: b };
+    rows[5] = { ...rows[5], raw: a };
+    rows.splice(7, 0, { ...rows[6], raw: chain(7)[6].raw }); // seq 7 again, from another run
+    const r = verify(rows, 8n);
+    const bySeq = r.breaks.map((x) => `${x.seq}: ${x.problem.replace(/ \(events .*\)$/, '')}`);
+    assert.deepEqual(bySeq, [
+      '3: chain hash does not match its content (modified or forged without the key)',
+      `5: is stored as collector col-a epoch ${EPOCH} seq 5 but says collector col-a epoch ${EPOCH} seq 6`,
+      '5: does not link to seq 4: its previous-hash is not that event\'s chain hash (removed, reordered or replaced)',
+      `6: is stored as collector col-a epoch ${EPOCH} seq 6 but says collector col-a epoch ${EPOCH} seq 5`,
+      '6: does not link to seq 5: its previous-hash is not that event\'s chain hash (removed, reordered or replaced)',
+      '7: does not link to seq 6: its previous-hash is not that event\'s chain hash (removed, reordered or replaced)',
+      '7: seq 7 is held twice',
+    ]);
+    assert.deepEqual(r.missing, []);
+  });
+
+  test('a walk continued from a checkpoint links its first row to the checkpoint', () => {
+    const rows = chain(6);
+    const tail = { seq: 3n, hash: fromBinary(AuditEventSchema, rows[2].raw).chainHash };
+    assert.equal(reportPasses(verify(rows.slice(3), 6n, { keys: new TrailKeys([KEY]), after: tail })), true);
+    const wrong = { seq: 3n, hash: randomBytes(32) };
+    assert.equal(verify(rows.slice(3), 6n, { keys: new TrailKeys([KEY]), after: wrong }).breaks[0].seq, 4n);
+  });
+
+  test('a windowed walk (--since) neither links its first row nor calls what is before it missing', () => {
+    const r = verify(chain(6).slice(2), 6n, { keys: new TrailKeys([KEY]), linkFirst: false });
+    assert.equal(reportPasses(r), true);
+  });
+});
+
+describe('storage seals', () => {
+  const SEAL_KEY = trailKey(randomBytes(32));
+  function sealed(rows: TrailRow[]): { rows: TrailRow[]; seal: Seal } {
+    const entries = Buffer.concat(rows.map((r) => Buffer.concat([Buffer.from(fromBinary(AuditEventSchema, r.raw).eventId.replace(/-/g, ''), 'hex'), rowDigest(r.raw, r.deliveredBy, r.receivedAtMs)])));
+    const seal = makeSeal(SEAL_KEY, { sealId: '01900000-0000-7000-8000-00000000000a', gatewayId: 'gw-a', sealedAtMs: 5, entries });
+    return { rows: rows.map((r) => ({ ...r, sealId: seal.sealId })), seal };
+  }
+
+  test('a row edited beside its event bytes (delivered_by) or a seal edited is caught; an intact sealed trail passes', () => {
+    const { rows, seal } = sealed(chain(4));
+    const keys = new TrailKeys([KEY, SEAL_KEY]);
+    assert.equal(reportPasses(verify(rows, 4n, { keys, seal: () => seal })), true);
+    const moved = rows.map((r) => (r.seq === 2n ? { ...r, deliveredBy: 'someone-else' } : r));
+    assert.deepEqual(verify(moved, 4n, { keys, seal: () => seal }).breaks.map((b) => [b.seq, b.problem]), [[2n, `stored row differs from what seal ${seal.sealId} recorded (row edited)`]]);
+    const forgedSeal = { ...seal, gatewayId: 'gw-b' };
+    assert.equal(verify(rows, 4n, { keys, seal: () => forgedSeal }).breaks.length, 4);
+    assert.match(verify(rows, 4n, { keys, seal: () => undefined }).breaks[0].problem, /which is missing/);
+  });
+});
+
+test('subtractRanges', () => {
+  assert.deepEqual(subtractRanges([{ from: 1n, to: 10n }], [{ from: 3n, to: 4n }, { from: 8n, to: 12n }]), {
+    left: [{ from: 1n, to: 2n }, { from: 5n, to: 7n }],
+    covered: [{ from: 3n, to: 4n }, { from: 8n, to: 10n }],
+  });
+  assert.deepEqual(subtractRanges([{ from: 5n, to: 5n }], []), { left: [{ from: 5n, to: 5n }], covered: [] });
+});
