@@ -41,6 +41,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.gateway.batch_size', kind: 'int', default: 512, min: 1, help: 'events per batch sent to the gateway (at most 10000)' },
   { key: 'collector.gateway.failback_interval', kind: 'duration', default: '10s', help: 'how often a collector on a secondary gateway checks whether the primary is back' },
   { key: 'collector.gateway.ack_timeout', kind: 'duration', default: '30s', help: 'a batch not acknowledged within this long reopens the stream' },
+  { key: 'collector.gateway.heartbeat_interval', kind: 'duration', default: '30s', help: 'an idle stream sends an empty batch this often, reporting the highest sequence number (the gateway then knows a deleted tail is missing)' },
   { key: 'collector.tls.cert_file', kind: 'string', flags: ['tls-cert'], help: 'certificate for TLS toward applications' },
   { key: 'collector.tls.key_file', kind: 'string', flags: ['tls-key'], help: 'key for TLS toward applications' },
   { key: 'collector.tls.min_version', kind: 'string', default: 'TLSv1.2', allowed: ['TLSv1.2', 'TLSv1.3'], help: 'lowest TLS version accepted' },
@@ -113,7 +114,7 @@ export interface Config {
     listen: string;
     upstream: string;
     http: { listen: string };
-    gateway: { endpoints: string[]; token_file?: string; tls: { ca_file?: string; cert_file?: string; key_file?: string }; batch_size: number; failback_interval: number; ack_timeout: number };
+    gateway: { endpoints: string[]; token_file?: string; tls: { ca_file?: string; cert_file?: string; key_file?: string }; batch_size: number; failback_interval: number; ack_timeout: number; heartbeat_interval: number };
     tls: { cert_file?: string; key_file?: string; min_version: 'TLSv1.2' | 'TLSv1.3'; ciphers?: string };
     upstream_tls: { mode: 'disable' | 'prefer' | 'require' | 'verify-full'; ca_file?: string; server_name?: string };
     cache: {

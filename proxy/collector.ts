@@ -1,6 +1,7 @@
 import { EventCache } from '../cache/wal.js';
 import { loadKeyring } from '../cache/seal.js';
 import { loadOptionalKey } from '../lib/trail.js';
+import { LossLedger } from './loss-ledger.js';
 import { clientAuth } from '../lib/client-auth.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { systemClock, type Clock } from '../lib/clock.js';
@@ -43,8 +44,10 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
   const trailKey = loadOptionalKey(c.trail.key_file, 'collector.trail.key_file', opts.env ?? process.env, c.trail.key_env);
 
   let pipeline: EventPipeline | undefined;
+  const ledger = new LossLedger();
   const cache = await EventCache.open({
     path: c.cache.path,
+    setting: 'collector.cache.path',
     maxBytes: c.cache.max_size,
     maxAgeMs: c.cache.max_age,
     keyring,
@@ -59,11 +62,13 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
       const meta = newSessionMeta(c.protocol, '', c.upstream, clock.now());
       meta.sessionId = '';
       const ev = makeEvent(EventKind.Loss, meta, clock.now());
-      ev.lossFromSeq = loss.fromSeq;
+      ev.lossFromSeq = ledger.widen(loss.fromSeq, loss.toSeq);
       ev.lossToSeq = loss.toSeq;
       ev.reason = loss.reason;
       ev.detail = `${loss.count} events dropped`;
-      pipeline?.offer(ev);
+      if (!pipeline) return;
+      pipeline.offer(ev);
+      ledger.made(ev.seq, ev.lossFromSeq, ev.lossToSeq);
     },
   });
   metrics.cacheMaxBytes.set(c.cache.max_size);
@@ -79,6 +84,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     batchSize: Math.min(c.gateway.batch_size, 10_000),
     failbackIntervalMs: c.gateway.failback_interval,
     ackTimeoutMs: c.gateway.ack_timeout,
+    heartbeatMs: c.gateway.heartbeat_interval,
     syncRate: c.cache.sync.rate_limit,
     syncOrder: c.cache.sync.order,
     clock,
@@ -95,7 +101,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
 
   let accepting = true;
   const health = new CollectorHealth({ config, cache, shipper, listener, metrics, clock, accepting: () => accepting });
-  const http = await startHttpServer(c.http.listen, health);
+  const http = await startHttpServer(c.http.listen, health, 'collector.http.listen');
   logger.info({ listen: address, upstream: c.upstream, http: http.address, gateway: c.gateway.endpoints, protocol: c.protocol }, 'dbaudit proxy started');
 
   let shuttingDown: Promise<void> | undefined;

@@ -35,6 +35,8 @@ export interface ShipperOptions {
   failbackIntervalMs?: number;
   /** A batch not acknowledged within this long means the gateway is stuck: the stream is reopened (ms). */
   ackTimeoutMs?: number;
+  /** An idle stream sends an empty batch this often, reporting the highest seq (tamper evidence: the gateway knows the head). Default 30 s. */
+  heartbeatMs?: number;
 }
 
 /** Largest batch in bytes, well under the gateway's message limit. */
@@ -43,6 +45,8 @@ export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 interface InFlight {
   seqs: bigint[];
   sentAt: number;
+  /** An empty batch that only reports the head. */
+  heartbeat?: boolean;
 }
 
 /** State of one stream to one gateway; a new one for every (re)connection. */
@@ -57,6 +61,8 @@ interface Session {
   /** Backlog position: exclusive lower (oldest_first) or upper (newest_first) bound still to send. */
   backlogCursor: bigint;
   backlogDone: boolean;
+  /** When the last batch (or heartbeat) was written. */
+  lastSentAt: number;
 }
 
 /**
@@ -126,10 +132,14 @@ export class Shipper {
     });
   }
 
-  /** A batch unacknowledged for too long: the stream is treated as broken. */
+  /** A batch unacknowledged for too long: the stream is treated as broken. An idle stream gets a heartbeat. */
   #checkStuck(): void {
     const s = this.#session;
-    if (!s || s.inflight.size === 0) return;
+    if (!s) return;
+    if (s.inflight.size === 0) {
+      if (this.#o.clock.now() - s.lastSentAt >= (this.#o.heartbeatMs ?? 30_000)) this.#sendOne(s, [], true);
+      return;
+    }
     const limit = this.#o.ackTimeoutMs ?? 30_000;
     const now = this.#o.clock.now();
     for (const b of s.inflight.values()) {
@@ -211,6 +221,7 @@ export class Shipper {
       boundary,
       backlogCursor: o.syncOrder === 'newest_first' ? boundary + 1n : 0n,
       backlogDone: o.cache.stats().events === 0,
+      lastSentAt: o.clock.now(),
     };
     this.#session = s;
     o.logger.info({ gateway: this.endpoint, backlog: o.cache.stats().events }, 'connected to gateway');
@@ -225,6 +236,7 @@ export class Shipper {
     const batch = s.inflight.get(ack.batchId);
     if (!batch) return;
     s.inflight.delete(ack.batchId);
+    if (batch.heartbeat) return;
     const seconds = (o.clock.now() - batch.sentAt) / 1000;
     this.#lastLatencyMs = seconds * 1000;
     o.metrics.apiRequests.inc({ endpoint: 'events', status: '200' });
@@ -364,7 +376,7 @@ export class Shipper {
     this.#sendOne(s, start === 0 ? recs : recs.slice(start));
   }
 
-  #sendOne(s: Session, recs: CachedRecord[]): void {
+  #sendOne(s: Session, recs: CachedRecord[], heartbeat = false): void {
     const o = this.#o;
     const batchId = s.nextBatchId++;
     const batch = create(EventBatchSchema, {
@@ -374,7 +386,8 @@ export class Shipper {
       events: recs.map((r) => r.payload),
       highestSeq: o.cache.durableSeq,
     });
-    s.inflight.set(batchId, { seqs: recs.map((r) => r.seq), sentAt: o.clock.now() });
+    s.inflight.set(batchId, { seqs: recs.map((r) => r.seq), sentAt: o.clock.now(), heartbeat });
+    s.lastSentAt = o.clock.now();
     s.call.write(batch);
   }
 
