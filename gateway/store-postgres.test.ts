@@ -10,7 +10,7 @@ import { MIGRATIONS, partitionName, dayOfMs } from './migrations/postgres.js';
 import { startGateway } from './server.js';
 import { PostgresStore } from './store-postgres.js';
 import { createStore } from './store.js';
-import { T0, TestStream, batchOf, gatewayConfig, makeTestEvent, tempDir } from './testing.js';
+import { T0, TestStream, batchOf, eventAt, gatewayConfig, makeTestEvent, tempDir } from './testing.js';
 
 /**
  * What only the PostgreSQL store has: replicas sharing it, migrations at
@@ -38,14 +38,6 @@ async function sql<T extends pg.QueryResultRow>(url: string, text: string, param
 async function partitions(url: string): Promise<string[]> {
   const rows = await sql<{ name: string }>(url, `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass ORDER BY 1`);
   return rows.map((r) => r.name);
-}
-
-/** An event whose UUIDv7 carries exactly its own time (lib/uuid.ts would not go back in time within a process). */
-function eventAt(ms: number, fields: Partial<AuditEvent> = {}): AuditEvent {
-  const t = ms.toString(16).padStart(12, '0');
-  const r = Array.from({ length: 19 }, () => Math.floor(Math.random() * 16).toString(16)).join('');
-  const eventId = `${t.slice(0, 8)}-${t.slice(8)}-7${r.slice(0, 3)}-a${r.slice(3, 6)}-${r.slice(6, 18)}`;
-  return makeTestEvent({ timeMs: ms, eventId, ...fields });
 }
 
 describe('PostgreSQL store', { skip: skipUnless('postgres') }, () => {

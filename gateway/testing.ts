@@ -47,6 +47,14 @@ export function makeTestEvent(fields: Partial<Omit<AuditEvent, '$typeName'>> & {
   });
 }
 
+/** An event whose UUIDv7 carries exactly its own time (lib/uuid.ts would not go back in time within a process). */
+export function eventAt(ms: number, fields: Partial<AuditEvent> = {}): AuditEvent {
+  const t = ms.toString(16).padStart(12, '0');
+  const r = Array.from({ length: 19 }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+  const eventId = `${t.slice(0, 8)}-${t.slice(8)}-7${r.slice(0, 3)}-a${r.slice(3, 6)}-${r.slice(6, 18)}`;
+  return makeTestEvent({ timeMs: ms, eventId, ...fields });
+}
+
 export function encode(ev: AuditEvent): Uint8Array {
   return toBinary(AuditEventSchema, ev);
 }

@@ -453,7 +453,13 @@ export class EpochVerifier {
     if (top >= this.#expect) missing.push({ from: this.#expect, to: top });
     const byLoss = subtractRanges(missing, this.#losses.map((l) => ({ from: l.from, to: l.to })));
     const byRetention = subtractRanges(byLoss.left, dropped);
-    const explained = [...byLoss.covered.map((r) => ({ ...r, by: 'loss event' })), ...byRetention.covered.map((r) => ({ ...r, by: 'retention' }))].sort((a, b) => (a.from < b.from ? -1 : 1));
+    const explained: (SeqRange & { by: string })[] = [];
+    const parts = [...byLoss.covered.map((r) => ({ ...r, by: 'loss event' })), ...byRetention.covered.map((r) => ({ ...r, by: 'retention' }))].sort((a, b) => (a.from < b.from ? -1 : 1));
+    for (const r of parts) {
+      const prev = explained[explained.length - 1];
+      if (prev && prev.by === r.by && prev.to + 1n === r.from) prev.to = r.to; // adjacent explanations of one kind read as one range
+      else explained.push({ ...r });
+    }
     return {
       collectorId: this.collectorId,
       epoch: this.epoch,

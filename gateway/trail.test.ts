@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { ChainMaker, trailKey } from '../lib/trail.js';
+import { encodeAuditEvent } from '../proxy/event-codec.js';
+import { sharedPostgres, skipUnless } from '../test/harness/index.js';
+import { startGateway, type GatewayHandle } from './server.js';
+import { TestStream, batchOf, eventAt, gatewayConfig, tempDir } from './testing.js';
+import { runVerifyCommand } from './verify-command.js';
+
+/**
+ * The gateway's side of the trail on both stores: heads reported in
+ * batches, retention that drops old ranges and records it (verification
+ * still passes), and the background walk's metrics.
+ */
+
+const DAY = 86_400_000;
+
+async function verifyCode(gw: GatewayHandle, keysDir: string): Promise<{ code: number; text: string }> {
+  let text = '';
+  const out = new Writable({ write: (chunk, _enc, cb) => ((text += String(chunk)), cb()) });
+  const code = await runVerifyCommand(['--gateway', gw.address, '--keys-dir', keysDir], {}, out, out);
+  return { code, text };
+}
+
+function stores(): Array<[string, () => Promise<string[]>, { skip: string | false }]> {
+  return [
+    ['embedded', async () => [], { skip: false }],
+    ['postgres', async () => {
+      const server = await sharedPostgres({});
+      return ['--gateway.store', server.url(await server.createDatabase('gwtrail'))];
+    }, { skip: skipUnless('postgres') }],
+  ];
+}
+
+for (const [name, storeArgs, opts] of stores()) {
+  describe(`trail on the ${name} store`, opts, () => {
+    test('retention drops the oldest days and records the ranges: verify still passes, and a later gap still fails it', async () => {
+      const tmp = tempDir();
+      const keys = join(tmp.dir, 'keys');
+      mkdirSync(keys);
+      const key = randomBytes(32);
+      writeFileSync(join(keys, 'c.key'), key.toString('base64'));
+      writeFileSync(join(tmp.dir, 'seal.key'), randomBytes(32).toString('base64'));
+      const gw = await startGateway({
+        config: gatewayConfig(join(tmp.dir, 'gw'), [
+          ...(await storeArgs()), '--gateway.id', 'gw-ret', '--gateway.trail.keys_dir', keys, '--gateway.trail.check_interval', '0s',
+          '--gateway.trail.seal_key_file', join(tmp.dir, 'seal.key'),
+        ]),
+      });
+      try {
+        // 30 events over three days: seq 1-10 three days ago, 11-20 two days ago, 21-30 today
+        const today = Math.floor(Date.now() / DAY);
+        const maker = new ChainMaker(trailKey(key), undefined);
+        const raws = Array.from({ length: 30 }, (_, i) => {
+          const day = i < 10 ? today - 3 : i < 20 ? today - 2 : today;
+          return maker.link(eventAt(day * DAY + 3_600_000 + i * 1000, { seq: BigInt(i + 1), collectorId: 'col-a', epoch: 'epoch-1' }), encodeAuditEvent);
+        });
+        const s = new TestStream(gw.address);
+        const batch = batchOf(1, raws.filter((_, i) => i !== 24)); // seq 25 not delivered (yet)
+        batch.highestSeq = 30n;
+        s.send(batch);
+        await s.waitAcks(1);
+        await gw.trail.flushHeads();
+        const [before] = await gw.trail.pass();
+        assert.deepEqual(before.missing, [{ from: 25n, to: 25n }]);
+        assert.equal((await gw.metrics.trailGaps.get()).values[0].value, 1);
+        const late = batchOf(2, [raws[24]]);
+        s.send(late);
+        await s.waitAcks(2);
+        await s.finish();
+        const [filled] = await gw.trail.pass();
+        assert.deepEqual({ missing: filled.missing, breaks: filled.breaks }, { missing: [], breaks: [] }, 'the late event fills the gap and links on both sides');
+        assert.equal((await gw.metrics.trailGaps.get()).values[0].value, 0);
+
+        assert.equal(await gw.store.deleteBefore!((today - 1) * DAY * 1000), 20);
+        const [after] = await gw.trail.pass();
+        assert.deepEqual({ missing: after.missing, breaks: after.breaks }, { missing: [], breaks: [] });
+        const epochs = await gw.store.trailEpochs();
+        assert.deepEqual(epochs.map((e) => [e.collectorId, e.epoch, e.highestReported, e.dropped.reduce((n, r) => n + Number(r.to - r.from + 1n), 0)]), [['col-a', 'epoch-1', 30n, 20]]);
+        const auditor = join(tmp.dir, 'auditor');
+        mkdirSync(auditor);
+        writeFileSync(join(auditor, 'c.key'), key.toString('base64'));
+        writeFileSync(join(auditor, 'seal.key'), (await import('node:fs')).readFileSync(join(tmp.dir, 'seal.key')));
+        const ok = await verifyCode(gw, auditor);
+        assert.equal(ok.code, 0, ok.text);
+        assert.match(ok.text, /^  ranges explained: 1-20 \(retention\)$/m);
+        assert.match(ok.text, /^  events held: 10 \(seq 21-30\); highest seq reported by the collector: 30$/m);
+      } finally {
+        await gw.close();
+        tmp.remove();
+      }
+    });
+  });
+}
