@@ -94,7 +94,7 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
         checks: { ...checks, store: { ...checks.store, kind: gw.store.kind } },
       };
     },
-  });
+  }, 'gateway.http.listen');
   logger.info({ listen: gw.address, http: http.address, store: gw.store.kind, replicateTo: config.gateway.replicate_to.length }, 'dbaudit gateway started');
   return {
     ...gw,

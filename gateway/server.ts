@@ -4,6 +4,7 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import type { Config } from '../lib/config.js';
 import { parseAddress } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
+import { listenError } from '../lib/listen.js';
 import { MAX_MESSAGE_BYTES, queryDefinition } from '../lib/grpc.js';
 import { silentLogger, type Logger } from '../lib/log.js';
 import { GatewayMetrics } from '../lib/metrics.js';
@@ -131,7 +132,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     server.forceShutdown();
     await replication?.close();
     await store.close();
-    throw AuditError.from(err, ErrorCode.Gateway, `cannot listen on ${config.gateway.listen}`);
+    throw listenError(err, 'gateway.listen', config.gateway.listen);
   }
   const retention = startRetention(store, config.gateway.retention, clock ?? systemClock, logger);
   trail.start();

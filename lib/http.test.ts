@@ -68,5 +68,19 @@ test('/metrics refreshes gauges before rendering, in the Prometheus text format;
 });
 
 test('startHttpServer: a bad address is a config error naming it', async () => {
-  await assert.rejects(startHttpServer('nonsense', { registry: new client.Registry(), accepting: () => true, ready: async () => ({}), detailed: async () => ({}) }), /invalid HTTP listen address "nonsense"/);
+  await assert.rejects(startHttpServer('nonsense', { registry: new client.Registry(), accepting: () => true, ready: async () => ({}), detailed: async () => ({}) }, 'collector.http.listen'), /^AuditError: config collector.http.listen: invalid value "nonsense"; expected host:port$/);
+});
+
+test('startHttpServer: a port already in use is one config error naming the key and the address (EADDRINUSE)', async () => {
+  const source = { registry: new client.Registry(), accepting: () => true, ready: async () => ({}), detailed: async () => ({}) };
+  const first = await startHttpServer('127.0.0.1:0', source);
+  try {
+    await assert.rejects(startHttpServer(first.address, source, 'gateway.http.listen'), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'DBA_CONFIG');
+      assert.equal(err.message, `config gateway.http.listen: ${first.address} is already in use (another process listens there)`);
+      return true;
+    });
+  } finally {
+    await first.close();
+  }
 });

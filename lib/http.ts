@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { parseAddress } from './config.js';
 import { AuditError, ErrorCode } from './errors.js';
+import { listenError } from './listen.js';
 
 /** One named readiness check: healthy or not, with a short reason. */
 export interface CheckResult {
@@ -26,9 +27,9 @@ export interface HealthSource {
  * The health and metrics HTTP server shared by the proxy and the gateway:
  * /health/live, /health/ready, /health/detailed, /metrics.
  */
-export async function startHttpServer(address: string, source: HealthSource): Promise<{ address: string; close(): Promise<void> }> {
+export async function startHttpServer(address: string, source: HealthSource, key = 'http.listen'): Promise<{ address: string; close(): Promise<void> }> {
   const addr = parseAddress(address);
-  if (!addr) throw new AuditError(ErrorCode.Config, `invalid HTTP listen address ${JSON.stringify(address)}; expected host:port`);
+  if (!addr) throw new AuditError(ErrorCode.Config, `config ${key}: invalid value ${JSON.stringify(address)}; expected host:port`);
   const server = http.createServer((req, res) => {
     void handle(req, res, source).catch((err: unknown) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
@@ -37,7 +38,7 @@ export async function startHttpServer(address: string, source: HealthSource): Pr
   });
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(listenError(err, key, address)));
     server.listen(addr.port, addr.host, () => resolve());
   });
   const a = server.address() as AddressInfo;

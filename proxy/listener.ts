@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import type { Clock } from '../lib/clock.js';
 import { parseAddress, type Config } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
+import { listenError } from '../lib/listen.js';
 import type { Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
 import { ProxyConnection } from './connection.js';
@@ -107,9 +108,10 @@ export class ProxyListener {
     const addr = parseAddress(address);
     if (!addr) throw new AuditError(ErrorCode.Config, `config collector.listen: invalid value ${JSON.stringify(address)}; expected host:port`);
     return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
+      const onError = (err: Error): void => reject(listenError(err, 'collector.listen', address));
+      this.#server.once('error', onError);
       this.#server.listen(addr.port, addr.host, () => {
-        this.#server.off('error', reject);
+        this.#server.off('error', onError);
         const a = this.#server.address() as net.AddressInfo;
         this.#address = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
         resolve(this.#address);

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { parseAddress } from '../lib/config.js';
+import { listenError } from '../lib/listen.js';
 import { AuditError, ErrorCode, isAuditError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { describeObject, planAll, toJsonPatch, type InjectOptions } from './inject.js';
@@ -128,7 +129,7 @@ export async function startWebhook(o: { listen: string; certFile: string; keyFil
   }, o.reloadIntervalMs ?? CERT_RELOAD_INTERVAL_MS);
   reload.unref();
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(listenError(err, 'webhook --listen', o.listen)));
     server.listen(addr.port, addr.host, () => resolve());
   });
   const a = server.address() as AddressInfo;

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { binary, run, skipUnless } from '../harness/index.js';
+import { binary, makeTempDir, run, skipUnless } from '../harness/index.js';
 
 const BIN = join(import.meta.dirname, '../../bin/dbaudit.js');
 
@@ -22,6 +24,37 @@ describe('the dbaudit command', () => {
     assert.match(u.stderr, /unknown argument "--no-such-flag"/);
     const k = await dbaudit(['nope']);
     assert.equal(k.code, 2);
+  });
+
+  test('a listen port already in use (EADDRINUSE) or an address not of this host: one line naming the key and the address, exit 1, no stack', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const inUse = `127.0.0.1:${(busy.address() as net.AddressInfo).port}`;
+    const tmp = makeTempDir('cli-listen');
+    try {
+      const proxy = (flags: string[]) =>
+        dbaudit(['proxy', '--collector.upstream', '127.0.0.1:1', '--collector.cache.path', join(tmp.dir, 'cache'), '--collector.gateway.endpoints', '127.0.0.1:1', '--log.level', 'silent', ...flags], {
+          DBAUDIT_CACHE_KEY: randomBytes(32).toString('base64'),
+        });
+      const cases: [string[], string][] = [
+        [['--collector.listen', inUse], `dbaudit: config collector.listen: ${inUse} is already in use (another process listens there)`],
+        [['--collector.listen', '127.0.0.1:0', '--collector.http.listen', inUse], `dbaudit: config collector.http.listen: ${inUse} is already in use (another process listens there)`],
+        [['--collector.listen', '192.0.2.1:5432'], 'dbaudit: config collector.listen: 192.0.2.1:5432 is not an address of this host'],
+      ];
+      for (const [flags, line] of cases) {
+        const r = await proxy(flags);
+        assert.equal(r.code, 1, r.stderr);
+        assert.equal(r.stderr.trim(), line);
+      }
+      const g = await dbaudit(['gateway', '--gateway.listen', inUse, '--gateway.data_dir', join(tmp.dir, 'gw'), '--log.level', 'silent']);
+      assert.equal(g.code, 1, g.stderr);
+      // grpc-js also logs its own "E No address added …" line before ours.
+      assert.equal(g.stderr.trim().split('\n').at(-1), `dbaudit: config gateway.listen: ${inUse} is already in use (another process listens there)`);
+      assert.doesNotMatch(g.stderr, /\n\s+at /);
+    } finally {
+      busy.close();
+      tmp.remove();
+    }
   });
 
   test('keygen prints a 32-byte base64 key', async () => {
