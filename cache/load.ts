@@ -1,6 +1,6 @@
-import { mkdir } from 'node:fs/promises';
 import type { Clock } from '../lib/clock.js';
 import { AuditError, ErrorCode, isAuditError } from '../lib/errors.js';
+import { makeDir } from '../lib/make-dir.js';
 import type { Logger } from '../lib/log.js';
 import { uuidv7 } from '../lib/uuid.js';
 import { EPOCH_KEY, META_KEY, type Meta, RECORDS_END, RECORDS_START, decodeMeta, encodeMeta, epochFromBytes, epochToBytes, recordKey, seqOfKey } from './record.js';
@@ -22,9 +22,14 @@ export async function openDatabase(opts: CacheOptions, clock: Clock, log: Logger
   if (!(opts.maxAgeMs >= 0)) throw new AuditError(ErrorCode.Config, `cache maxAgeMs must be >= 0, got ${opts.maxAgeMs}`);
   opts.keyring.writeKey(); // fails early without a write key
   const ropts = { writeBufferSize: opts.writeBufferSize };
+  const where = opts.setting ? `cache ${opts.path} (${opts.setting})` : `cache ${opts.path}`;
+  try {
+    await makeDir(opts.path, 0o700); // not mkdir({ recursive }): it spins forever on a path under /proc or /sys
+  } catch (err) {
+    throw AuditError.from(err, ErrorCode.Cache, `${where}: cannot create the directory`);
+  }
   let db: Rocks | undefined;
   try {
-    await mkdir(opts.path, { recursive: true, mode: 0o700 });
     db = await Rocks.open(opts.path, ropts);
     try {
       return { db, st: await loadState(db, clock, log) };
@@ -45,7 +50,7 @@ export async function openDatabase(opts: CacheOptions, clock: Clock, log: Logger
     }
   } catch (err) {
     await db?.close().catch(() => undefined);
-    throw AuditError.from(err, ErrorCode.Cache, `cache ${opts.path}: cannot open`);
+    throw AuditError.from(err, ErrorCode.Cache, `${where}: cannot open`);
   }
 }
 

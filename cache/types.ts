@@ -9,6 +9,8 @@ import type { Keyring } from './keyring.js';
 export interface CacheOptions {
   /** Directory; created if missing. */
   path: string;
+  /** The setting `path` comes from (e.g. collector.cache.path), named in the error when the cache cannot be opened. */
+  setting?: string;
   /** collector.cache.max_size, bytes of records (key + sealed value) held. */
   maxBytes: number;
   /** collector.cache.max_age; 0 disables expiry. */

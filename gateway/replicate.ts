@@ -168,6 +168,7 @@ export async function startReplication(opts: ReplicationOptions): Promise<Replic
   const shipMetrics = new CollectorMetrics({ defaultMetrics: false });
   const cache = await EventCache.open({
     path,
+    setting: r.cache_dir ? 'gateway.replication.cache_dir' : 'gateway.data_dir',
     maxBytes: r.max_size,
     maxAgeMs: r.max_age,
     keyring,

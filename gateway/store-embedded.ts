@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { makeDirSync } from '../lib/make-dir.js';
 import { fromBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
@@ -121,7 +121,7 @@ export class EmbeddedStore implements Store {
   async open(): Promise<void> {
     if (this.#db) return;
     try {
-      mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+      makeDirSync(this.#dir, 0o700); // not mkdirSync({ recursive }): it spins forever on a path under /proc or /sys
       const db = new RocksDb(this.#dir);
       await db.open();
       const [count] = await db.getMany([COUNT_KEY]);

@@ -57,6 +57,14 @@ describe('the dbaudit command', () => {
     }
   });
 
+  test('--cache-dir under /proc (where mkdir -p never ends in Node) fails at once, naming the key and the path', async () => {
+    const r = await dbaudit(['proxy', '--cache-dir', '/proc/dbaudit-cache', '--collector.listen', '127.0.0.1:0', '--collector.http.listen', '127.0.0.1:0', '--collector.upstream', '127.0.0.1:1', '--collector.gateway.endpoints', '127.0.0.1:1', '--log.level', 'silent'], {
+      DBAUDIT_CACHE_KEY: randomBytes(32).toString('base64'),
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr.trim(), "dbaudit: cache /proc/dbaudit-cache (collector.cache.path): cannot create the directory: ENOENT: no such file or directory, mkdir '/proc/dbaudit-cache'");
+  });
+
   test('keygen prints a 32-byte base64 key', async () => {
     const r = await dbaudit(['keygen']);
     assert.equal(r.code, 0);
