@@ -128,6 +128,8 @@ export class GatewayMetrics {
       labelNames: ['check'],
       registers: r,
     });
+    // Both series exist from the start, so increase() sees the first break.
+    for (const check of ['ingest', 'store']) this.trailChainBreaks.inc({ check }, 0);
     this.replicationPending = new client.Gauge({ name: 'dbaudit_replication_pending', help: 'Stored events not yet acknowledged by the DR peer.', registers: r });
   }
 }

@@ -76,10 +76,11 @@ async function exportedNames(): Promise<Set<string>> {
 }
 
 describe('alert rules (k8s/monitoring)', () => {
-  test('the rule file holds the brief\'s four alerts exactly, and a named group for the trail alerts', () => {
+  test('the rule file holds the brief\'s four alerts exactly, and the trail alerts in their own group', () => {
     const g = groups();
     assert.deepEqual(g.map((x) => x.name), ['dbaudit-ha', 'dbaudit-trail']);
     assert.deepEqual(g[0].rules, BRIEF_ALERTS);
+    assert.deepEqual(g[1].rules.map((r) => r.alert), ['audit-trail-gap', 'audit-trail-chain-break']);
   });
 
   test('the PrometheusRule resource carries the same groups as the plain rule file', () => {
@@ -125,7 +126,7 @@ describe('alert rules (k8s/monitoring)', () => {
     if (!needServer(t, 'promtool')) return;
     const plain = await promtool(['check', 'rules', RULES]);
     assert.equal(plain.code, 0, plain.out);
-    assert.match(plain.out, /SUCCESS: 4 rules found/);
+    assert.match(plain.out, /SUCCESS: 6 rules found/);
     const tmp = makeTempDir('promtool');
     try {
       const crd = parse(readFileSync(join(DIR, 'prometheus-rule.yaml'), 'utf8')) as { spec: unknown };
@@ -145,7 +146,7 @@ describe('alert rules (k8s/monitoring)', () => {
     assert.match(r.out, /SUCCESS/);
     // Each alert has both a firing and a quiet expectation.
     const spec = parse(readFileSync(RULE_TESTS, 'utf8')) as { tests: Array<{ alert_rule_test: Array<{ alertname: string; exp_alerts: unknown[] }> }> };
-    for (const a of BRIEF_ALERTS) {
+    for (const a of [...BRIEF_ALERTS, { alert: 'audit-trail-gap' }, { alert: 'audit-trail-chain-break' }]) {
       const cases = spec.tests.flatMap((x) => x.alert_rule_test).filter((c) => c.alertname === a.alert);
       assert.ok(cases.some((c) => c.exp_alerts.length > 0), `${a.alert} never expected to fire`);
       assert.ok(cases.some((c) => c.exp_alerts.length === 0), `${a.alert} never expected to stay quiet`);
@@ -160,6 +161,9 @@ describe('alert rules (k8s/monitoring)', () => {
       ['dbaudit_event_lag_seconds > 60', 'dbaudit_event_lag_seconds > 600'],
       ['[5m]) > 0.1', '[5m]) > 1'],
       ['absent(up{job="dbaudit-collector"})', 'absent(up{job="dbaudit-collectors"})'],
+      ['dbaudit_trail_gaps > 0', 'dbaudit_trail_gaps > 2'],
+      ['for: 30m', 'for: 45m'],
+      ['[15m]) > 0', '[15m]) > 1'],
     ];
     const original = readFileSync(RULES, 'utf8');
     for (const [from, to] of mutations) {
