@@ -4,7 +4,7 @@ import type { Clock } from '../lib/clock.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { logIncident, type Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
-import { EventKind, makeEvent, newSessionMeta, type AuditEvent } from './events.js';
+import { newSessionMeta, type AuditEvent } from './events.js';
 import type { NegotiateContext, ProtocolHandler } from './protocol-handler.js';
 import type { SessionTracker } from './protocol.js';
 import type { AuditSink } from './sink.js';
@@ -169,8 +169,9 @@ export class ProxyConnection {
       logIncident(this.#log, 'warn', 'database-unreachable', { err: e.message }, 'cannot reach the database');
       this.#client.write(d.handler.fatalError('unavailable', 'the database is not reachable through the audit proxy'));
     } else {
-      d.metrics.anomalies.inc({ protocol: d.handler.name, reason: 'negotiation' });
-      logIncident(this.#log, 'warn', 'bad-connection-start', { err: e.message }, 'bad connection start');
+      // Audited as an anomaly of the session (session_start first); the tracker's callback counts it and logs the incident.
+      if (!this.#tracker) this.#createTracker(false);
+      this.#tracker!.anomaly?.('negotiation', e.message);
       this.#client.write(d.handler.fatalError('protocol', 'invalid connection start'));
     }
     this.destroy(upstream ? 'upstream_error' : 'protocol_error', e.message);
@@ -325,17 +326,9 @@ export class ProxyConnection {
     this.#clearTimer();
     this.#client.destroy();
     this.#server?.destroy();
-    if (this.#tracker) {
-      this.#tracker.end(reason, detail);
-    } else if (reason === 'upstream_error' || reason === 'startup_timeout' || reason === 'protocol_error') {
-      // Nothing was decoded, but an attempt that failed is still audited.
-      const meta = newSessionMeta(this.#deps.handler.name, this.clientAddress, this.#deps.serverAddress, this.#startedAt);
-      const ev = makeEvent(EventKind.SessionEnd, meta, this.#deps.clock.now());
-      ev.reason = reason;
-      ev.detail = detail ?? '';
-      ev.durationUs = BigInt(Math.max(0, this.#deps.clock.now() - this.#startedAt) * 1000);
-      this.#deps.sink.offer(ev);
-    }
+    // Nothing was decoded, but an attempt that failed is still audited: session_start … session_end, as any session.
+    if (!this.#tracker && (reason === 'upstream_error' || reason === 'startup_timeout' || reason === 'protocol_error')) this.#createTracker(false);
+    this.#tracker?.end(reason, detail);
     this.#log.debug({ reason }, 'session ended');
     this.#deps.onClose(this);
   }

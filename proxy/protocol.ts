@@ -50,4 +50,6 @@ export interface SessionTracker {
   readonly established?: boolean;
   /** The session's shared fields (user, database… as learnt so far). */
   readonly meta: SessionMeta;
+  /** An anomaly found outside the tracker (the connection's negotiation): recorded as its own are (after session_start), and decoding stops. */
+  anomaly?(reason: string, detail: string): void;
 }

@@ -149,6 +149,10 @@ export class MysqlTracker implements SessionTracker, PacketSink {
     return this.#client.partial || this.#server.partial;
   }
 
+  anomaly(reason: string, detail: string): void {
+    this.#fail(reason, detail);
+  }
+
   clientData(chunk: Buffer): void {
     if (this.#ended) return;
     this.#bytesIn += chunk.length;

@@ -154,6 +154,10 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
     return this.#client.partial || this.#server.partial;
   }
 
+  anomaly(reason: string, detail: string): void {
+    this.#fail(reason, detail);
+  }
+
   clientData(chunk: Buffer): void {
     if (this.#ended) return;
     this.#bytesIn += chunk.length;
