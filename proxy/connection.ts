@@ -167,7 +167,8 @@ export class ProxyConnection {
     if (upstream) {
       d.metrics.dbConnectionErrors.inc({ reason: 'connect' });
       logIncident(this.#log, 'warn', 'database-unreachable', { err: e.message }, 'cannot reach the database');
-      this.#client.write(d.handler.fatalError('unavailable', 'the database is not reachable through the audit proxy'));
+      const seq = this.#tracker?.lostServerSeq?.() ?? -1;
+      this.#client.write(d.handler.fatalError('unavailable', 'the database is not reachable through the audit proxy', seq >= 0 ? seq : undefined));
     } else {
       // Audited as an anomaly of the session (session_start first); the tracker's callback counts it and logs the incident.
       if (!this.#tracker) this.#createTracker(false);
@@ -262,6 +263,7 @@ export class ProxyConnection {
 
   readonly #onServerEnd = (): void => {
     this.#serverEnded = true;
+    if (this.#endReason === undefined && this.#serverLost('closed without a message')) return;
     this.#endReason ??= 'server_disconnect';
     if (!this.#holding) this.#client.end();
     if (this.#clientEnded) this.destroy(this.#endReason);
@@ -273,6 +275,7 @@ export class ProxyConnection {
   };
 
   readonly #onServerError = (err: Error): void => {
+    if (this.#closed || (this.#endReason === undefined && this.#serverLost(err.message))) return;
     this.#deps.metrics.dbConnectionErrors.inc({ reason: 'io' });
     logIncident(this.#log, 'warn', 'database-socket-error', { err: err.message }, 'database socket error');
     this.destroy('upstream_error', err.message);
@@ -290,6 +293,27 @@ export class ProxyConnection {
     }
     this.destroy(this.#endReason ?? 'server_disconnect');
   };
+
+  /**
+   * The database went away unannounced (reset, or closed with no error
+   * message) while the client still expects an answer: the client gets a
+   * protocol-level error where the protocol has room for one (the tracker
+   * says; never after held bytes, which it would overtake), the failure is
+   * counted, and the session ends as an upstream error. False when no error
+   * fits: the caller goes on as for a plain close.
+   */
+  #serverLost(detail: string): boolean {
+    if (this.#closed || this.#holding || this.#clientEnded) return false;
+    const seq = this.#tracker?.lostServerSeq?.() ?? -1;
+    if (seq < 0) return false;
+    const d = this.#deps;
+    const startup = this.#startupTimer !== undefined;
+    d.metrics.dbConnectionErrors.inc({ reason: startup ? 'connect' : 'io' });
+    logIncident(this.#log, 'warn', 'database-lost', { err: detail, startup }, 'the database closed the connection unannounced');
+    this.#client.write(d.handler.fatalError('unavailable', startup ? 'the database closed the connection during startup' : 'the database closed the connection unexpectedly', seq));
+    this.destroy('upstream_error', `the database closed the connection${startup ? ' during startup' : ''}: ${detail}`);
+    return true;
+  }
 
   /** Login finished (or the tracker cannot tell): the startup timeout no longer applies. */
   #checkEstablished(): void {

@@ -40,6 +40,6 @@ export interface ProtocolHandler {
   readonly name: 'postgres' | 'mysql';
   negotiate(ctx: NegotiateContext): Promise<Negotiated>;
   createTracker(opts: TrackerOptions): SessionTracker;
-  /** A fatal error in the protocol's own format, sent before closing (limits, database unreachable). */
-  fatalError(kind: 'unavailable' | 'too_many_connections' | 'timeout' | 'cache_unavailable' | 'protocol', message: string): Buffer;
+  /** A fatal error in the protocol's own format, sent before closing (limits, database unreachable); `seq`: its MySQL sequence id when the tracker knows it. */
+  fatalError(kind: 'unavailable' | 'too_many_connections' | 'timeout' | 'cache_unavailable' | 'protocol', message: string, seq?: number): Buffer;
 }

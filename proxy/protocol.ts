@@ -50,6 +50,15 @@ export interface SessionTracker {
   readonly established?: boolean;
   /** The session's shared fields (user, database… as learnt so far). */
   readonly meta: SessionMeta;
+  /**
+   * The database went away without a word (reset, or closed with no error
+   * message): the sequence id of the protocol error the proxy then sends the
+   * client (MySQL; 0 for PostgreSQL), or -1 when it must send none: the
+   * client said goodbye, the server already sent its own fatal error, a
+   * server message is cut, decoding stopped, or (MySQL) no command waits
+   * for an answer.
+   */
+  lostServerSeq?(): number;
   /** An anomaly found outside the tracker (the connection's negotiation): recorded as its own are (after session_start), and decoding stops. */
   anomaly?(reason: string, detail: string): void;
 }

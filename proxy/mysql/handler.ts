@@ -23,10 +23,12 @@ export const mysqlHandler: ProtocolHandler = {
    * An ERR packet. Sequence id: 0 — before the greeting the proxy speaks
    * first, as a server refusing a connection does (too many connections,
    * database unreachable, startup timeout); except for a cache failure,
-   * which answers a command the client sent (its response starts at 1).
+   * which answers a command the client sent (its response starts at 1);
+   * or the `seq` the tracker gives (the database lost mid-handshake or
+   * mid-command).
    */
-  fatalError: (kind, message) => {
+  fatalError: (kind, message, seq) => {
     const [code, sqlstate] = ERRORS[kind];
-    return errPacket(kind === 'cache_unavailable' ? 1 : 0, code, sqlstate, `dbaudit: ${message}`);
+    return errPacket(seq ?? (kind === 'cache_unavailable' ? 1 : 0), code, sqlstate, `dbaudit: ${message}`);
   },
 };

@@ -149,6 +149,13 @@ export class MysqlTracker implements SessionTracker, PacketSink {
     return this.#client.partial || this.#server.partial;
   }
 
+  lostServerSeq(): number {
+    if (!this.#decoding || this.#ended || this.#flow.terminated || this.#fatal !== null || this.#flow.fatal !== null || this.#server.partial) return -1;
+    // Connection phase: the client waits for the server's next packet; command phase: only while a command waits for its answer.
+    if (this.#phase === Phase.Closed || (this.#phase === Phase.Command && this.#flow.pendingOps === 0)) return -1;
+    return this.#flow.seq.next;
+  }
+
   anomaly(reason: string, detail: string): void {
     this.#fail(reason, detail);
   }

@@ -74,7 +74,13 @@ export async function negotiatePostgres(ctx: NegotiateContext): Promise<Negotiat
   if (mode !== 'disable' && !isCancel) {
     server.write(SSL_REQUEST);
     const sreader = new SocketReader(server);
-    const answer = await sreader.read(1, 1);
+    let answer: Buffer;
+    try {
+      answer = await sreader.read(1, 1);
+    } catch (err) {
+      // Reset or closed by the database: its failure, not the client's.
+      throw AuditError.from(err instanceof AuditError ? err.message : err, ErrorCode.Upstream, 'the database closed the connection during TLS negotiation');
+    }
     const extra = sreader.detach();
     if (answer[0] === 0x53 /* S */) {
       if (extra.length > 0) throw new AuditError(ErrorCode.Upstream, 'database sent data before the TLS handshake');

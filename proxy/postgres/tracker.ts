@@ -154,6 +154,12 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
     return this.#client.partial || this.#server.partial;
   }
 
+  lostServerSeq(): number {
+    // An ErrorResponse fits between any two messages, in every phase; not after the server's own FATAL, a Terminate, or inside a message.
+    if (!this.#decoding || this.#ended || this.#terminated || this.#fatal !== null || this.#phase === Phase.Cancel || this.#server.partial) return -1;
+    return 0;
+  }
+
   anomaly(reason: string, detail: string): void {
     this.#fail(reason, detail);
   }
