@@ -7,7 +7,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Config } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { readKeyEnv, readKeyFile } from '../lib/keys.js';
-import type { Logger } from '../lib/log.js';
+import { componentLogger, type Logger } from '../lib/log.js';
 import { CollectorMetrics, type GatewayMetrics } from '../lib/metrics.js';
 import { Shipper } from '../proxy/shipper.js';
 import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
@@ -161,7 +161,7 @@ export async function startReplication(opts: ReplicationOptions): Promise<Replic
   const { config, clock } = opts;
   const g = config.gateway;
   const r = g.replication;
-  const log = opts.logger.child({ component: 'replication' });
+  const log = componentLogger(opts.logger, 'replication');
   const keyring = keyringOf(config, opts.env ?? process.env);
   const auth = clientAuth({ tokenFile: r.token_file, caFile: r.tls.ca_file, certFile: r.tls.cert_file, keyFile: r.tls.key_file });
   const path = r.cache_dir || join(g.data_dir, 'replication');

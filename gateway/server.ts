@@ -6,7 +6,7 @@ import { parseAddress } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { listenError } from '../lib/listen.js';
 import { MAX_MESSAGE_BYTES, queryDefinition } from '../lib/grpc.js';
-import { silentLogger, type Logger } from '../lib/log.js';
+import { componentLogger, silentLogger, type Logger } from '../lib/log.js';
 import { GatewayMetrics } from '../lib/metrics.js';
 import { guardFromConfig, type CallGuard } from './auth.js';
 import { serverCredentials } from './credentials.js';
@@ -89,7 +89,7 @@ function withTimeout(p: Promise<void>, ms: number): Promise<void> {
 
 export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle> {
   const { config } = opts;
-  const logger = (opts.logger ?? silentLogger).child({ component: 'gateway' });
+  const logger = componentLogger(opts.logger ?? silentLogger, 'gateway');
   const metrics = opts.metrics ?? new GatewayMetrics({ defaultMetrics: false });
   const listen = parseAddress(config.gateway.listen);
   if (!listen) throw new AuditError(ErrorCode.Config, `config gateway.listen: invalid value ${JSON.stringify(config.gateway.listen)}; expected host:port`);

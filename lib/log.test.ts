@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import pino from 'pino';
-import { clearIncidents, createLogger, logIncident } from './log.js';
+import { duplicateKeys } from '../test/observability/json-keys.js';
+import { clearIncidents, componentLogger, createLogger, logIncident } from './log.js';
 
 function capture(): { stream: Writable; lines: () => Array<Record<string, unknown>> } {
   const chunks: string[] = [];
@@ -89,4 +90,28 @@ test('createLogger: JSON lines with ISO time; password, key, token, sql and para
   assert.match(String(line.time), /^\d{4}-\d\d-\d\dT/);
   const text = JSON.stringify(line);
   for (const s of ['pw1', 'tok1', 'k1', 'select 1', 'p1', 'p2', 'pw2', 's2']) assert.ok(!text.includes(s), s);
+});
+
+test('componentLogger: a component under a component replaces it (one `component` key per line), keeping the other bindings and the level', () => {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk.toString('utf8'));
+      cb();
+    },
+  });
+  const root = createLogger('info', stream);
+  const gateway = componentLogger(root, 'gateway').child({ peer: 'p1' });
+  gateway.level = 'debug';
+  const replication = componentLogger(gateway, 'replication');
+  replication.debug('ship');
+  componentLogger(root, 'proxy').info('plain');
+  const lines = chunks.join('').split('\n').filter(Boolean);
+  assert.equal(lines.length, 2);
+  for (const l of lines) assert.deepEqual(duplicateKeys(l), [], l);
+  const [ship, plain] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(ship.component, 'replication');
+  assert.equal(ship.peer, 'p1');
+  assert.equal(ship.level, 20);
+  assert.equal(plain.component, 'proxy');
 });

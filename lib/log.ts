@@ -25,6 +25,23 @@ export function createLogger(level: string = process.env.DBAUDIT_LOG_LEVEL ?? 'i
   return logger;
 }
 
+/**
+ * A child logger for one component: `{ component }` bound once. pino
+ * appends a child's bindings to its parent's and never replaces one, so
+ * `log.child({ component })` under a logger that already has a component
+ * (the gateway's replication, the demo's proxy and cache) wrote the key
+ * twice in every line. Here such a child is made from the root with the
+ * parent's other bindings and level, and the new component.
+ */
+export function componentLogger(log: Logger, component: string): Logger {
+  const bindings = log.bindings();
+  if (!('component' in bindings)) return log.child({ component });
+  const root = rootOf(log) as Logger;
+  if (root === log || 'component' in root.bindings()) return log.child({ component }); // no clean root to start from
+  const { component: _replaced, ...rest } = bindings;
+  return root.child({ ...rest, component }, { level: log.level });
+}
+
 /** A logger that drops everything, for tests and library use. */
 export const silentLogger: Logger = pino({ level: 'silent' });
 

@@ -7,7 +7,7 @@ import { AuditError, ErrorCode } from '../lib/errors.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Config } from '../lib/config.js';
 import { startHttpServer } from '../lib/http.js';
-import type { Logger } from '../lib/log.js';
+import { componentLogger, type Logger } from '../lib/log.js';
 import { CollectorMetrics } from '../lib/metrics.js';
 import { EventKind, makeEvent, newSessionMeta } from './events.js';
 import { CollectorHealth } from './health.js';
@@ -55,7 +55,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     durability: c.cache.durability,
     fsyncIntervalMs: c.cache.fsync_interval,
     clock,
-    logger: logger.child({ component: 'cache' }),
+    logger: componentLogger(logger, 'cache'),
     metrics,
     onLoss: (loss) => {
       // Loss is itself audited: the range and the reason travel like any other event.
@@ -88,14 +88,14 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     syncRate: c.cache.sync.rate_limit,
     syncOrder: c.cache.sync.order,
     clock,
-    logger: logger.child({ component: 'shipper' }),
+    logger: componentLogger(logger, 'shipper'),
     metrics,
   });
-  pipeline = new EventPipeline({ cache, collectorId: c.id, clock, logger: logger.child({ component: 'pipeline' }), metrics, onCacheFailure: config.audit.on_cache_failure, redact: config.audit.redact, trailKey, onDurable: () => shipper.notify() });
+  pipeline = new EventPipeline({ cache, collectorId: c.id, clock, logger: componentLogger(logger, 'pipeline'), metrics, onCacheFailure: config.audit.on_cache_failure, redact: config.audit.redact, trailKey, onDurable: () => shipper.notify() });
 
   const handler = handlerFor(c.protocol);
   if (c.protocol === 'mysql' && !c.tls.cert_file) logger.info('mysql: no collector.tls certificate, so CLIENT_SSL is cleared from the greeting and clients continue in plain text on the local hop');
-  const listener = new ProxyListener({ config, handler, sink: pipeline, clock, logger: logger.child({ component: 'proxy' }), metrics });
+  const listener = new ProxyListener({ config, handler, sink: pipeline, clock, logger: componentLogger(logger, 'proxy'), metrics });
   const address = await listener.listen(c.listen);
   shipper.start();
 

@@ -7,7 +7,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { loadConfig } from '../lib/config.js';
 import { formatEventLine } from '../lib/format.js';
-import { createLogger } from '../lib/log.js';
+import { componentLogger, createLogger } from '../lib/log.js';
 import { runGateway } from '../gateway/run.js';
 import { startCollector } from './collector.js';
 
@@ -44,7 +44,7 @@ export async function runDemo(argv: string[]): Promise<void> {
   });
   const gateway = await runGateway({
     config: gatewayLoaded.config,
-    logger: logger.child({ component: 'gateway' }),
+    logger: componentLogger(logger, 'gateway'),
     onStored: (events) => {
       for (const ev of events) out.write(formatEventLine(ev) + '\n');
     },
@@ -71,7 +71,7 @@ export async function runDemo(argv: string[]): Promise<void> {
   if (rest.length > 0) throw new Error(`dbaudit demo: unknown argument ${rest[0]}`);
   // The demo makes a throwaway key; a real deployment reads it from a file or the environment.
   const env = { ...process.env, DBAUDIT_CACHE_KEY: process.env.DBAUDIT_CACHE_KEY ?? randomBytes(32).toString('base64') };
-  const collector = await startCollector({ config, logger: logger.child({ component: 'proxy' }), env });
+  const collector = await startCollector({ config, logger: componentLogger(logger, 'proxy'), env });
 
   const port = collector.address.split(':').pop();
   out.write(

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { sharedPostgres, skipUnless, type PgServer } from '../harness/index.js';
+import { duplicateKeys } from './json-keys.js';
 import { startObsStack, TEST_CACHE_KEY, until, type ObsStack } from './obs-stack.js';
 
 const tag = (what: string): string => `${what}-${randomBytes(6).toString('hex')}`;
@@ -64,6 +65,9 @@ describe('logs: pino JSON at debug, never a password, key or parameter', { skip:
     // Debug level reached: session start and end are logged.
     assert.ok(parsed.some((l) => l.msg === 'session started' && l.level === 20), 'session started at debug');
     assert.ok(parsed.some((l) => l.msg === 'session ended' && l.level === 20), 'session ended at debug');
+    // Each key once per line: the collector and gateway run under a `component` child here (as in the demo), and theirs must replace it.
+    for (const line of lines) assert.deepEqual(duplicateKeys(line), [], line);
+    assert.ok(parsed.some((l) => l.component === 'cache'), 'a cache line under the proxy component');
     const text = stack.logs.text;
     for (const [name, value] of Object.entries({ ...secrets, cacheKey: TEST_CACHE_KEY })) {
       assert.ok(!text.includes(value), `${name} appears in the log: ${lines.find((l) => l.includes(value))}`);
