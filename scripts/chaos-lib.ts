@@ -11,7 +11,13 @@ import { binary } from '../test/harness/index.js';
 
 const BIN = join(import.meta.dirname, '../bin/dbaudit.js');
 
-export const KEYS = { DBAUDIT_CACHE_KEY: randomBytes(32).toString('base64'), DBAUDIT_REPLICATION_KEY: randomBytes(32).toString('base64') };
+/** Keys every process gets in its environment: cache keys, the collectors' trail key (one for the fleet) and the gateways' seal key. */
+export const KEYS = {
+  DBAUDIT_CACHE_KEY: randomBytes(32).toString('base64'),
+  DBAUDIT_REPLICATION_KEY: randomBytes(32).toString('base64'),
+  DBAUDIT_TRAIL_KEY: randomBytes(32).toString('base64'),
+  DBAUDIT_SEAL_KEY: randomBytes(32).toString('base64'),
+};
 
 /** One dbaudit process that can be started, killed with SIGKILL, stopped (SIGSTOP) and continued. */
 export class Proc {

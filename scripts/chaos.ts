@@ -3,17 +3,23 @@
 // gateways sharing a PostgreSQL store, one region-B gateway, replication
 // both ways — under a steady pgbench load, through five failure scenarios.
 // After each, what PostgreSQL executed (pgaudit) is reconciled with what each
-// region stored. Env: CHAOS_OUTAGE_S (60), CHAOS_CLIENTS (per proxy, 8),
+// region stored, and `dbaudit verify` checks the trail of both regions
+// (every seq held or explained, every chain link and seal intact).
+// Env: CHAOS_OUTAGE_S (60), CHAOS_CLIENTS (per proxy, 8),
 // CHAOS_SCENARIOS (e.g. "1,3"). Prints one table; exits 1 if a target fails.
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { TrailRequestSchema } from '../proto/gen/audit/v1/query_pb.js';
+import { verifyTrail } from '../gateway/verify-command.js';
+import { ChainMaker, TrailKeys, reportPasses, trailKey } from '../lib/trail.js';
+import { encodeAuditEvent } from '../proxy/event-codec.js';
 import { IngestClient } from '../lib/grpc.js';
 import { EventBatchSchema, type BatchAck } from '../proto/gen/audit/v1/ingest_pb.js';
-import { AuditEventSchema } from '../proto/gen/audit/v1/event_pb.js';
 import { EventKind, makeEvent, newSessionMeta } from '../proxy/events.js';
 import { freePort, makeTempDir, run, binary, startPostgres, type PgServer } from '../test/harness/index.js';
-import { firstReceivedAfter, Load, percentile, Proc, sleep, storedSince } from './chaos-lib.js';
+import { firstReceivedAfter, KEYS, Load, percentile, Proc, sleep, storedSince } from './chaos-lib.js';
 
 export interface ScenarioResult {
   name: string;
@@ -29,6 +35,36 @@ export interface ScenarioResult {
   rpoP50Ms: number;
   rpoP99Ms: number;
   eventsPerSecond: number;
+  /** `dbaudit verify` of each region's whole trail after the scenario. */
+  trailA: TrailVerdict;
+  trailB: TrailVerdict;
+}
+
+export interface TrailVerdict {
+  ok: boolean;
+  epochs: number;
+  events: number;
+  gaps: number;
+  breaks: number;
+  /** The first few findings, for the log. */
+  findings: string[];
+}
+
+/** `dbaudit verify` of one gateway's whole trail with the run's keys. */
+async function verdictOf(port: number, keys: TrailKeys): Promise<TrailVerdict> {
+  const reports = await verifyTrail(`127.0.0.1:${port}`, {}, create(TrailRequestSchema, {}), keys);
+  const findings = reports.flatMap((r) => [
+    ...r.missing.map((m) => `${r.collectorId}/${r.epoch} missing ${m.from}-${m.to}`),
+    ...r.breaks.map((b) => `${r.collectorId}/${r.epoch} seq ${b.seq}: ${b.problem}`),
+  ]);
+  return {
+    ok: reports.every(reportPasses),
+    epochs: reports.length,
+    events: reports.reduce((n, r) => n + r.held, 0),
+    gaps: reports.reduce((n, r) => n + r.missing.length, 0),
+    breaks: reports.reduce((n, r) => n + r.breaks.length, 0),
+    findings: findings.slice(0, 5),
+  };
 }
 
 export interface ChaosOptions {
@@ -50,11 +86,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
     await run(binary('pgbench'), ['-i', '-q', '-s', '10', '-h', '127.0.0.1', '-p', String(pgs.port), '-U', 'postgres', bench], { env: { ...process.env, PGSSLMODE: 'disable' } });
     const urlA = pgs.url(auditA);
     const urlB = pgs.url(auditB);
+    // The gateways check the collectors' chain with the fleet's trail key; the auditor holds it and the seal key.
+    const gatewayKeys = join(dir.dir, 'trail-keys');
+    mkdirSync(gatewayKeys);
+    writeFileSync(join(gatewayKeys, 'fleet.key'), KEYS.DBAUDIT_TRAIL_KEY);
+    const auditorKeys = new TrailKeys([trailKey(Buffer.from(KEYS.DBAUDIT_TRAIL_KEY, 'base64')), trailKey(Buffer.from(KEYS.DBAUDIT_SEAL_KEY, 'base64'))]);
     const [pA1, pA2, pB, pP1, pP2] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
     const gwArgs = (id: string, port: number, store: string, peers: number[]): string[] => [
       'gateway', '--listen', `127.0.0.1:${port}`, '--http', '127.0.0.1:0', '--store', store, '--data-dir', join(dir.dir, id),
       '--gateway.id', id, '--gateway.replicate_to', peers.map((p) => `127.0.0.1:${p}`).join(','),
       '--gateway.replication.retry.initial_delay', '200ms', '--gateway.replication.retry.max_delay', '1s', '--gateway.replication.retry.max_attempts', '2',
+      '--gateway.trail.keys_dir', gatewayKeys,
     ];
     const proxyArgs = (id: string, port: number, gateways: number[]): string[] => [
       'proxy', '--listen', `127.0.0.1:${port}`, '--upstream', `127.0.0.1:${pgs.port}`, '--http', '127.0.0.1:0',
@@ -169,6 +211,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
         rpoP50Ms: percentile(lags, 50),
         rpoP99Ms: percentile(lags, 99),
         eventsPerSecond: Math.round(storedA / ((loadEnd - since) / 1000)),
+        trailA: await verdictOf(pA2, auditorKeys),
+        trailB: await verdictOf(pB, auditorKeys),
       };
       log(JSON.stringify(r));
       results.push(r);
@@ -187,13 +231,15 @@ async function sameIdsToBoth(portA1: number, portA2: number, db: string): Promis
   meta.user = 'postgres';
   meta.database = db;
   meta.sessionId = `chaos-dup-${Date.now()}`;
+  // A collector of its own ("dup"), chained with the fleet's trail key like the proxies' events.
+  const chain = new ChainMaker(trailKey(Buffer.from(KEYS.DBAUDIT_TRAIL_KEY, 'base64')), undefined);
   const events = Array.from({ length: 1000 }, (_, i) => {
     const ev = makeEvent(EventKind.Statement, meta, Date.now());
     ev.statement = `select ${i}`;
     ev.collectorId = 'dup';
     ev.epoch = meta.sessionId;
     ev.seq = BigInt(i + 1);
-    return toBinary(AuditEventSchema, ev);
+    return chain.link(ev, encodeAuditEvent);
   });
   const batch = create(EventBatchSchema, { batchId: 1n, collectorId: 'dup', epoch: meta.sessionId, events, highestSeq: 1000n });
   const send = (port: number): Promise<BatchAck> =>
@@ -215,10 +261,11 @@ async function sameIdsToBoth(portA1: number, portA2: number, db: string): Promis
 }
 
 export function formatResults(results: readonly ScenarioResult[]): string {
-  const head = '| scenario | executed (pgaudit) | stored A | stored B | lost | in flight at a proxy kill | stored twice | RTO | RPO p50 | RPO p99 | events/s |';
-  const sep = '|---|---|---|---|---|---|---|---|---|---|---|';
+  const head = '| scenario | executed (pgaudit) | stored A | stored B | lost | in flight at a proxy kill | stored twice | RTO | RPO p50 | RPO p99 | events/s | verify A | verify B |';
+  const sep = '|---|---|---|---|---|---|---|---|---|---|---|---|---|';
+  const v = (t: TrailVerdict): string => (t.ok ? `pass (${t.epochs} epochs, ${t.events} events)` : `FAIL (${t.gaps} gaps, ${t.breaks} breaks)`);
   const ms = (v: number | undefined): string => (v === undefined ? '—' : Number.isNaN(v) ? 'n/a' : `${(v / 1000).toFixed(2)} s`);
-  const rows = results.map((r) => `| ${r.name} | ${r.logged} | ${r.storedA} | ${r.storedB} | ${r.lost} | ${r.inFlight} | ${r.twice} | ${ms(r.rtoMs)} | ${ms(r.rpoP50Ms)} | ${ms(r.rpoP99Ms)} | ${r.eventsPerSecond} |`);
+  const rows = results.map((r) => `| ${r.name} | ${r.logged} | ${r.storedA} | ${r.storedB} | ${r.lost} | ${r.inFlight} | ${r.twice} | ${ms(r.rtoMs)} | ${ms(r.rpoP50Ms)} | ${ms(r.rpoP99Ms)} | ${r.eventsPerSecond} | ${v(r.trailA)} | ${v(r.trailB)} |`);
   return [head, sep, ...rows].join('\n');
 }
 
@@ -229,6 +276,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const results = await runChaos({ outageMs, clients, scenarios });
   console.log(`\nnpm run chaos (CHAOS_OUTAGE_S=${outageMs / 1000} CHAOS_CLIENTS=${clients})\n`);
   console.log(formatResults(results));
-  const bad = results.filter((r) => r.lost > 0 || r.twice > 0 || (r.rtoMs !== undefined && !(r.rtoMs < 5_000)));
+  const bad = results.filter((r) => r.lost > 0 || r.twice > 0 || !r.trailA.ok || !r.trailB.ok || (r.rtoMs !== undefined && !(r.rtoMs < 5_000)));
   process.exit(bad.length === 0 ? 0 : 1);
 }

@@ -18,6 +18,10 @@ describe('chaos (short form)', { skip: skipUnless('pgaudit', 'pgbench') }, () =>
       assert.equal(r.lost, 0, `${r.name}: events lost`);
       assert.equal(r.twice, 0, `${r.name}: events stored twice`);
       assert.equal(r.storedB, r.storedA, `${r.name}: region B differs from region A`);
+      // dbaudit verify on both regions: every seq held or explained, every link and seal intact
+      assert.deepEqual([r.trailA.ok, r.trailA.findings], [true, []], `${r.name}: region A trail`);
+      assert.deepEqual([r.trailB.ok, r.trailB.findings], [true, []], `${r.name}: region B trail`);
+      assert.ok(r.trailA.events >= r.storedA && r.trailB.events === r.trailA.events, `${r.name}: verify read ${r.trailA.events} / ${r.trailB.events} events`);
     }
     // RTO and RPO are reported, not asserted: timings on a shared machine are not a test (npm run chaos checks the targets).
     for (const r of results.filter((x) => x.rtoMs !== undefined)) assert.ok(Number.isFinite(r.rtoMs), `${r.name}: no event accepted after the fault`);
