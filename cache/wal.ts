@@ -21,6 +21,9 @@ export type { CacheOptions, CachedRecord, CacheStats, ScanOptions } from './type
  * keyed by sequence number (ot persistent_queue.go). Appends are grouped
  * into one synced RocksDB batch at a time; counters live in a meta record
  * written in the same batch. All database work runs one task at a time.
+ * Acknowledged records are deleted by the next group commit's batch (one
+ * write and one meta record for both), or by a write of their own when no
+ * commit is coming.
  */
 export class EventCache {
   readonly epoch: string;
@@ -41,6 +44,10 @@ export class EventCache {
   readonly #recent = new RecentRecords();
   readonly #tickets: Tickets;
   #tail: Promise<unknown> = Promise.resolve();
+  /** Acknowledged records not yet deleted (they ride on the next write), their seqs, and the ack() calls waiting for it. */
+  #acked: Victim[] = [];
+  readonly #ackedSeqs = new Set<bigint>();
+  #ackWaiters: Array<(err?: Error) => void> = [];
   #committing = false;
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -147,21 +154,84 @@ export class EventCache {
   /** Durable, un-acknowledged records with seq in (afterSeq, beforeSeq), in the given order, at most `limit`. */
   scan(opts: ScanOptions): Promise<CachedRecord[]> {
     // In the task queue like every read, so a scan never overtakes an ack or a commit queued before it.
-    return this.#run(async () =>
-      this.#recent.scan(opts, this.#meta.lowSeq) ??
-      scanRecords(() => this.#requireDb(), this.#opts.keyring, this.#epochBytes, this.#meta.lowSeq, opts, (list) => this.#dropCorrupt(list)),
-    );
+    return this.#run(async () => {
+      for (let o = opts; ; ) {
+        const found =
+          this.#recent.scan(o, this.#meta.lowSeq) ??
+          (await scanRecords(() => this.#requireDb(), this.#opts.keyring, this.#epochBytes, this.#meta.lowSeq, o, (list) => this.#dropCorrupt(list)));
+        if (this.#ackedSeqs.size === 0) return found;
+        // acknowledged records waiting for their delete are gone already
+        const out = found.filter((r) => !this.#ackedSeqs.has(r.seq));
+        if (out.length > 0 || found.length < o.limit) return out;
+        const last = found[found.length - 1].seq;
+        o = o.order === 'newest_first' ? { ...o, beforeSeq: last } : { ...o, afterSeq: last };
+      }
+    });
   }
 
-  /** Removes acknowledged records, durably. Unknown seqs are ignored. */
+  /**
+   * Removes acknowledged records. Unknown seqs are ignored. Resolves once the
+   * deletes are written: with the next group commit's batch when one is
+   * coming (one write, one meta record for both), else on their own.
+   */
   ack(seqs: readonly bigint[]): Promise<void> {
     if (seqs.length === 0) return Promise.resolve();
-    return this.#run(async () => {
-      const db = this.#requireDb();
+    return new Promise((resolve, reject) => {
+      this.#run(async () => {
+        const db = this.#requireDb();
+        const fresh = seqs.filter((s) => !this.#ackedSeqs.has(s));
+        const victims = this.#recent.victims(fresh) ?? (await presentRecords(db, fresh));
+        for (const v of victims) {
+          this.#ackedSeqs.add(v.seq);
+          this.#acked.push(v);
+        }
+        this.#ackWaiters.push((err) => (err ? reject(err) : resolve()));
+      }).then(() => this.#kickAcks(), reject);
+    });
+  }
+
+  /** Gets acknowledged records written: by the commit loop (running, or started here); refused at once while the cache cannot write. */
+  #kickAcks(): void {
+    if (this.#ackWaiters.length === 0) return;
+    if (this.#failed || !this.#writable || this.#retryTimer || this.#closed) {
+      this.#settleAcks(this.#takeAcks().waiters, new AuditError(ErrorCode.Cache, `cache is not writable: ${this.#lastError ?? 'recovering'}`));
+      return;
+    }
+    if (!this.#committing) void this.#commit();
+  }
+
+  #takeAcks(): { victims: Victim[]; waiters: Array<(err?: Error) => void> } {
+    const out = { victims: this.#acked, waiters: this.#ackWaiters };
+    this.#acked = [];
+    this.#ackWaiters = [];
+    this.#ackedSeqs.clear();
+    return out;
+  }
+
+  /** Records removed otherwise (expired, corrupt) leave the acknowledged ones waiting for their delete: never counted out twice. */
+  #unstash(gone: readonly Victim[]): void {
+    let hit = false;
+    for (const v of gone) if (this.#ackedSeqs.delete(v.seq)) hit = true;
+    if (hit) this.#acked = this.#acked.filter((v) => this.#ackedSeqs.has(v.seq));
+  }
+
+  #settleAcks(waiters: Array<(err?: Error) => void>, err?: unknown): void {
+    const e = err === undefined ? undefined : AuditError.from(err, ErrorCode.Cache, 'cache delete failed');
+    for (const w of waiters) w(e);
+  }
+
+  /** Writes the acknowledged deletes on their own (no commit to ride on, or one that must evict). */
+  async #flushAcks(db: Rocks): Promise<void> {
+    const { victims, waiters } = this.#takeAcks();
+    try {
       // An acknowledgement need not be fsynced: if a crash loses it, the record
       // is shipped again and the gateway's dedup by event_id drops the copy.
-      await this.#remove(db, this.#recent.victims(seqs) ?? (await presentRecords(db, seqs)), false, [], false);
-    });
+      await this.#remove(db, victims, false, [], false);
+    } catch (err) {
+      this.#settleAcks(waiters, err);
+      return;
+    }
+    this.#settleAcks(waiters);
   }
 
   /** Drops records older than max_age now (also runs on a timer). Resolves to the number dropped. */
@@ -203,6 +273,7 @@ export class EventCache {
       const lost = this.#pending.length;
       this.#tickets.settle(Infinity, new AuditError(ErrorCode.Closed, 'cache closed before the record was durable'));
       await this.#run(async () => {
+        if (this.#db && this.#ackWaiters.length > 0) await this.#flushAcks(this.#db);
         const db = this.#db;
         this.#db = undefined;
         const unreported = this.#losses.undelivered(this.#meta.unreported);
@@ -243,7 +314,7 @@ export class EventCache {
     if (this.#committing) return;
     this.#committing = true;
     try {
-      while (this.#pending.length > 0 && !this.#retryTimer && this.#db) {
+      while ((this.#pending.length > 0 || this.#ackWaiters.length > 0) && !this.#retryTimer && this.#db) {
         if (!(await this.#run(() => this.#commitOnce()))) break;
       }
     } catch (err) {
@@ -251,21 +322,31 @@ export class EventCache {
     } finally {
       this.#committing = false;
     }
+    if (this.#ackWaiters.length > 0) this.#kickAcks(); // stashed while the loop was ending
   }
 
-  /** Writes every pending record in one synced batch, evicting the oldest for max_size. False when the write failed. */
+  /**
+   * Writes every pending record in one synced batch, evicting the oldest for
+   * max_size, with the deletes of acknowledged records. False when the write failed.
+   */
   async #commitOnce(): Promise<boolean> {
+    if (this.#ackWaiters.length > 0 && this.#db && (this.#pending.length === 0 || this.#mustEvict())) await this.#flushAcks(this.#db);
     if (this.#pending.length === 0) return true;
     const batch = this.#pending.take();
+    const acks = this.#takeAcks();
     const commitNo = this.#meta.commit + 1;
     let plan: CommitPlan<Pending> | undefined;
     try {
       const db = this.#db;
       if (!db || this.#dbReadOnly) throw new AuditError(ErrorCode.Cache, 'cache database is not open for writing');
-      plan = await planCommit(db, this.#meta, batch, this.#opts.maxBytes, this.#losses.undelivered(this.#meta.unreported));
-      await db.write(plan.ops, this.#syncEachCommit);
+      const undelivered = this.#losses.undelivered(this.#meta.unreported);
+      // the acknowledged deletes first (their meta record dropped: the commit's counts both)
+      const removal = acks.victims.length > 0 ? planRemoval(this.#meta, acks.victims, false, undelivered) : undefined;
+      plan = await planCommit(db, removal?.meta ?? this.#meta, batch, this.#opts.maxBytes, undelivered);
+      await db.write(removal ? [...removal.ops.slice(0, -1), ...plan.ops] : plan.ops, this.#syncEachCommit);
     } catch (err) {
       this.#pending.settle(batch, true);
+      this.#settleAcks(acks.waiters, err);
       if (plan === undefined && isCorruption(err)) throw err; // a damaged read while planning: #run repairs, then commits again
       this.#failed = { commit: commitNo, count: batch.length, evicted: plan?.lost ?? [], losses: plan?.losses ?? [] };
       this.#writeFailed(err);
@@ -275,12 +356,22 @@ export class EventCache {
     const { meta, keep } = plan;
     this.#recent.committed(batch, keep, plan.lost, this.#meta.lastSeq);
     this.#meta = meta;
+    if (acks.victims.length > 0) this.#recent.removed(acks.victims.map((v) => v.seq));
     if (plan.lost.length) this.#oldest = await peekEdge(this.#db!, meta.lowSeq, false).catch(() => undefined);
     if (!this.#oldest && keep.length) this.#oldest = { seq: keep[0].seq, timeMs: keep[0].timeMs };
     this.#durable(batch, keep, plan.losses);
+    if (acks.victims.length > 0) await this.#afterRemoval(this.#db!, acks.victims).catch((err: unknown) => this.#log.warn({ err }, 'cache edge lookup after a delete failed'));
+    this.#settleAcks(acks.waiters);
     this.#publish();
     if (!this.#syncEachCommit) this.#scheduleSync();
     return true;
+  }
+
+  /** The next commit would have to evict for max_size counting the acknowledged deletes: they go first, on their own. */
+  #mustEvict(): boolean {
+    let freed = 0;
+    for (const v of this.#acked) freed += v.bytes;
+    return this.#meta.bytes - freed + this.#pending.bytes > this.#opts.maxBytes;
   }
 
   get #syncEachCommit(): boolean {
@@ -332,6 +423,7 @@ export class EventCache {
     }
     this.#failures++;
     this.#tickets.settle(Infinity, e);
+    this.#settleAcks(this.#takeAcks().waiters, e); // not deleted: they are shipped again, the gateway drops the copies
     if (!this.#closed && !this.#retryTimer) {
       const min = this.#opts.retryMinMs ?? 100;
       const delay = Math.min(this.#opts.retryMaxMs ?? 5000, min * 2 ** Math.min(this.#failures - 1, 20));
@@ -379,6 +471,7 @@ export class EventCache {
   async #repair(err: unknown): Promise<void> {
     this.#log.error({ err }, 'cache database corrupt: repairing');
     this.#recent.invalidate();
+    this.#settleAcks(this.#takeAcks().waiters, err);
     await this.#db?.close().catch(() => undefined);
     this.#db = undefined;
     const r = await repairDatabase(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize }, { ...this.#meta, unreported: this.#losses.undelivered(this.#meta.unreported) }, this.#log);
@@ -393,6 +486,7 @@ export class EventCache {
     if (gone.length === 0) return;
     // While a failed batch awaits its verdict, its commit number must stay unused.
     if (this.#failed || !this.#writable) throw new AuditError(ErrorCode.Cache, `cache is not writable: ${this.#lastError ?? 'recovering'}`);
+    if (this.#ackedSeqs.size > 0) this.#unstash(gone);
     const unreported = [...this.#losses.undelivered(this.#meta.unreported), ...losses];
     const { meta, ops } = planRemoval(this.#meta, gone, advanceLow, unreported);
     try {
@@ -405,6 +499,12 @@ export class EventCache {
     }
     this.#meta = meta;
     this.#losses.report(losses);
+    await this.#afterRemoval(db, gone);
+  }
+
+  /** After `gone` left the database (and #recent): the oldest/newest edges, and lowSeq past the deleted range. */
+  async #afterRemoval(db: Rocks, gone: readonly Victim[]): Promise<void> {
+    const meta = this.#meta;
     if (!this.#oldest || gone.some((v) => v.seq === this.#oldest!.seq)) {
       this.#oldest = (this.#recent.edge(meta.lowSeq, false) ?? { edge: await peekEdge(db, meta.lowSeq, false) }).edge;
       // Nothing below the oldest record is present: start later scans there, so
