@@ -167,7 +167,7 @@ export class ProxyConnection {
     if (upstream) {
       d.metrics.dbConnectionErrors.inc({ reason: 'connect' });
       logIncident(this.#log, 'warn', 'database-unreachable', { err: e.message }, 'cannot reach the database');
-      const seq = this.#tracker?.lostServerSeq?.() ?? -1;
+      const seq = this.#tracker?.proxyErrorSeq?.() ?? -1;
       this.#client.write(d.handler.fatalError('unavailable', 'the database is not reachable through the audit proxy', seq >= 0 ? seq : undefined));
     } else {
       // Audited as an anomaly of the session (session_start first); the tracker's callback counts it and logs the incident.
@@ -304,7 +304,7 @@ export class ProxyConnection {
    */
   #serverLost(detail: string): boolean {
     if (this.#closed || this.#holding || this.#clientEnded) return false;
-    const seq = this.#tracker?.lostServerSeq?.() ?? -1;
+    const seq = this.#tracker?.proxyErrorSeq?.() ?? -1;
     if (seq < 0) return false;
     const d = this.#deps;
     const startup = this.#startupTimer !== undefined;
@@ -326,7 +326,8 @@ export class ProxyConnection {
     this.#startupTimer = undefined;
     this.#deps.metrics.limitRejections.inc({ limit: 'startup_timeout' });
     this.#log.info('startup did not finish in time');
-    this.#client.write(this.#deps.handler.fatalError('timeout', 'connection startup and login did not finish in time'));
+    const seq = this.#tracker?.proxyErrorSeq?.() ?? -1;
+    this.#client.write(this.#deps.handler.fatalError('timeout', 'connection startup and login did not finish in time', seq >= 0 ? seq : undefined));
     this.destroy('startup_timeout');
   };
 

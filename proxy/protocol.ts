@@ -51,14 +51,15 @@ export interface SessionTracker {
   /** The session's shared fields (user, database… as learnt so far). */
   readonly meta: SessionMeta;
   /**
-   * The database went away without a word (reset, or closed with no error
-   * message): the sequence id of the protocol error the proxy then sends the
-   * client (MySQL; 0 for PostgreSQL), or -1 when it must send none: the
-   * client said goodbye, the server already sent its own fatal error, a
+   * The sequence id of a protocol error the proxy itself sends the client
+   * now, in the server's place (the database went away without a word, a
+   * startup timeout): the packet the client reads next, after its own when
+   * it is the client's turn (MySQL; 0 for PostgreSQL). -1 when none fits:
+   * the client said goodbye, the server already sent its own fatal error, a
    * server message is cut, decoding stopped, or (MySQL) no command waits
    * for an answer.
    */
-  lostServerSeq?(): number;
+  proxyErrorSeq?(): number;
   /** An anomaly found outside the tracker (the connection's negotiation): recorded as its own are (after session_start), and decoding stops. */
   anomaly?(reason: string, detail: string): void;
 }

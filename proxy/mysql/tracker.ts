@@ -95,6 +95,8 @@ export class MysqlTracker implements SessionTracker, PacketSink {
   #serverVersion: string;
   #sha2: string;
   #fatal: ErrPacket | null;
+  /** Connection phase: the server's last packet asks the client for one (greeting, auth switch, auth data). */
+  #clientTurn: boolean;
 
   constructor(opts: TrackerOptions, limits: MysqlLimits) {
     this.meta = opts.meta;
@@ -119,6 +121,7 @@ export class MysqlTracker implements SessionTracker, PacketSink {
     this.#serverVersion = '';
     this.#sha2 = '';
     this.#fatal = null;
+    this.#clientTurn = false;
   }
 
   /** Login done (or refused, or decoding stopped): the proxy's startup timeout no longer applies. */
@@ -149,11 +152,12 @@ export class MysqlTracker implements SessionTracker, PacketSink {
     return this.#client.partial || this.#server.partial;
   }
 
-  lostServerSeq(): number {
+  proxyErrorSeq(): number {
     if (!this.#decoding || this.#ended || this.#flow.terminated || this.#fatal !== null || this.#flow.fatal !== null || this.#server.partial) return -1;
-    // Connection phase: the client waits for the server's next packet; command phase: only while a command waits for its answer.
+    // Command phase: only while a command waits for its answer. Connection phase: after the client's next packet when it owes one (an auth switch, more auth data).
     if (this.#phase === Phase.Closed || (this.#phase === Phase.Command && this.#flow.pendingOps === 0)) return -1;
-    return this.#flow.seq.next;
+    if (this.#phase === Phase.Command || !this.#clientTurn) return this.#flow.seq.next;
+    return (this.#flow.seq.next + 1) & 0xff;
   }
 
   anomaly(reason: string, detail: string): void {
@@ -229,6 +233,7 @@ export class MysqlTracker implements SessionTracker, PacketSink {
 
   onPacket(_seq: number, buf: Buffer, start: number, end: number): boolean {
     if (this.#phase === Phase.Command) return this.#flow.clientPacket(buf, start, end);
+    this.#clientTurn = false;
     if (this.#phase !== Phase.Handshake) return true; // auth data: passed through, never read
     if (isSslRequest(buf, start, end)) return this.#failed(TrackerAnomaly.TlsNotObserved, 'SSLRequest reached the server: TLS bytes follow');
     const hr = parseHandshakeResponse(buf, start, end);
@@ -273,6 +278,7 @@ export class MysqlTracker implements SessionTracker, PacketSink {
   /** @internal */
   serverPacket(buf: Buffer, start: number, end: number): boolean {
     const first = buf[start];
+    if (this.#phase !== Phase.Command) this.#clientTurn = true; // an OK or ERR ends the phase: the turn no longer matters
     switch (this.#phase) {
       case Phase.Command:
         return this.#flow.serverPacket(buf, start, end);

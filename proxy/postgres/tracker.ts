@@ -154,7 +154,7 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
     return this.#client.partial || this.#server.partial;
   }
 
-  lostServerSeq(): number {
+  proxyErrorSeq(): number {
     // An ErrorResponse fits between any two messages, in every phase; not after the server's own FATAL, a Terminate, or inside a message.
     if (!this.#decoding || this.#ended || this.#terminated || this.#fatal !== null || this.#phase === Phase.Cancel || this.#server.partial) return -1;
     return 0;
