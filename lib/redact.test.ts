@@ -173,6 +173,20 @@ describe('redactSql properties', () => {
     }
   });
 
+  it('a string body over 256 KiB that mentions a password is masked whole, not decoded (a 64 MiB literal held the event loop for seconds)', () => {
+    const body = `ALTER ROLE r PASSWORD ''${SECRET}'' ${'x'.repeat(300 * 1024)}`;
+    assert.equal(redactSql(`select 'keep', '${body}'`, 'none', 'postgres'), `select 'keep', ${MASKED_PASSWORD}`);
+  });
+
+  it('past a budget of 1 Mi units of nested bodies per statement, further bodies that mention a password are masked whole', () => {
+    // Five 250 KiB DO bodies each holding a password: four are redacted inside, the fifth is masked whole, none leaks.
+    const body = `BEGIN ALTER ROLE r PASSWORD ''${SECRET}''; END ${'x'.repeat(250 * 1024)}`;
+    const out = redactSql(Array.from({ length: 5 }, () => `DO '${body}'`).join('; '), 'none', 'postgres');
+    assert.ok(!out.includes(SECRET));
+    assert.equal(out.split("PASSWORD ''***''").length - 1, 4);
+    assert.ok(out.endsWith(`DO ${MASKED_PASSWORD}`));
+  });
+
   it('never throws on arbitrary text, in either dialect and mode', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 200, unit: 'binary' }), (s) => {

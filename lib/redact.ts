@@ -47,6 +47,17 @@ const PASSWORD_HINT = /password|identified/i;
 
 /** How deep string bodies are redacted as SQL (DO $$ … EXECUTE '… ''…'' …' … $$ is two); a deeper body that mentions a password is masked whole. */
 const MAX_NESTING = 6;
+/**
+ * The longest string body redacted as SQL (UTF-16 units); a longer one that
+ * mentions a password is masked whole. Keeps the work per statement small
+ * and bounded (a 64 MiB literal would otherwise hold the event loop for
+ * seconds and its position map hundreds of MB).
+ */
+const MAX_NESTED_BODY = 256 * 1024;
+/** String body units one statement may redact as SQL, all depths together; past it, bodies that mention a password are masked whole. */
+const NESTED_BUDGET = 1024 * 1024;
+/** What is left of NESTED_BUDGET for the statement being redacted (redaction is synchronous: one statement at a time). */
+let nestedBudget = 0;
 
 export function redactSql(sql: string, mode: RedactMode, dialect: SqlDialectName): string {
   return redactSqlAs(sql, mode, dialect === 'mysql' ? MYSQL : POSTGRES);
@@ -60,6 +71,7 @@ export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect):
     lex = new SqlLexer(dialect);
     lexers.set(dialect, lex);
   }
+  nestedBudget = NESTED_BUDGET;
   return redactText(sql, mode, lex.reset(sql), 0, null);
 }
 
@@ -185,10 +197,12 @@ function maskInLiteral(literal: string, outer: SqlLexer, depth: number, sub: Nes
   const conninfo = maskConninfoPassword(literal);
   const lit = conninfo ?? literal;
   const form = literalForm(lit, outer.dialect);
-  if (form === null) return conninfo;
+  if (form === null || !PASSWORD_HINT.test(lit.slice(form.from, form.to))) return conninfo;
+  const size = form.to - form.from;
+  if (depth + 1 >= MAX_NESTING || size > MAX_NESTED_BODY || size > nestedBudget) return MASKED_PASSWORD;
+  nestedBudget -= size;
   const body = decodeBody(lit, form);
   if (!PASSWORD_HINT.test(body.text)) return conninfo;
-  if (depth + 1 >= MAX_NESTING) return MASKED_PASSWORD;
   redactText(body.text, 'none', new SqlLexer(outer.dialect, body.text), depth + 1, sub);
   const spans = sub.spans;
   if (spans.length === 0) return conninfo;
@@ -230,30 +244,31 @@ function literalForm(lit: string, d: SqlDialect): LiteralForm | null {
 }
 
 /** A literal's body with its quote escapes undone; `map[k]` is where decoded character k starts in the literal (`map[length]` is the body's end). */
-function decodeBody(lit: string, f: LiteralForm): { text: string; map: number[] } {
-  const map: number[] = [];
-  let text = '';
+function decodeBody(lit: string, f: LiteralForm): { text: string; map: Int32Array } {
+  const map = new Int32Array(f.to - f.from + 1);
+  const parts: string[] = [];
+  let n = 0;
+  let run = f.from; // lit[run, i) is copied as it is
   let i = f.from;
   while (i < f.to) {
-    map.push(i);
     const c = lit.charCodeAt(i);
-    if (f.backslash && c === 0x5c && i + 1 < f.to) {
+    map[n++] = i;
+    if (i + 1 < f.to) {
       const c2 = lit.charCodeAt(i + 1);
-      if (c2 === 0x27 || c2 === 0x22 || c2 === 0x5c) {
-        text += lit[i + 1];
+      // \' \" \\ in backslash strings, a doubled quote in any: two units, one character (the second).
+      if ((f.backslash && c === 0x5c && (c2 === 0x27 || c2 === 0x22 || c2 === 0x5c)) || (f.quote !== 0 && c === f.quote && c2 === f.quote)) {
+        parts.push(lit.slice(run, i), lit[i + 1]);
         i += 2;
+        run = i;
         continue;
       }
-    } else if (f.quote !== 0 && c === f.quote && i + 1 < f.to && lit.charCodeAt(i + 1) === f.quote) {
-      text += lit[i];
-      i += 2;
-      continue;
+      // Any other backslash escape stays two characters (\n …), as the inner lexer expects them.
     }
-    text += lit[i];
     i++;
   }
-  map.push(f.to);
-  return { text, map };
+  parts.push(lit.slice(run, f.to));
+  map[n] = f.to;
+  return { text: parts.join(''), map };
 }
 
 /** `s` written inside a literal of form `f`. */
