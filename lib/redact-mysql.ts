@@ -25,6 +25,7 @@ export function mysqlDialect(noBackslashEscapes: boolean): SqlDialect {
   return noBackslashEscapes ? MYSQL_NO_BACKSLASH : MYSQL;
 }
 
-export function redactMysql(sql: string, mode: RedactMode, noBackslashEscapes = false): string {
-  return redactSqlAs(sql, mode, mysqlDialect(noBackslashEscapes));
+/** `limit`: see redactSqlAs. */
+export function redactMysql(sql: string, mode: RedactMode, noBackslashEscapes = false, limit = 0): string {
+  return redactSqlAs(sql, mode, mysqlDialect(noBackslashEscapes), limit);
 }

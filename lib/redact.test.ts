@@ -196,3 +196,27 @@ describe('redactSql properties', () => {
     );
   });
 });
+
+describe('redactSqlAs with a prefix limit (max_statement_bytes)', () => {
+  it('the output starts with the full redaction up to the limit', () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom("'s3cret'", '42', '-7', 'x', '$$b$$', '/* c */', "E'\\''", ',', 'and'), { maxLength: 60 }), fc.integer({ min: 1, max: 80 }), (parts, limit) => {
+        const sql = `select ${parts.join(' ')}`;
+        for (const mode of ['literals', 'none'] as const) {
+          const full = redactSqlAs(sql, mode, POSTGRES_BACKSLASH);
+          const cut = redactSqlAs(sql, mode, POSTGRES_BACKSLASH, limit);
+          const n = Math.min(limit, full.length);
+          assert.equal(cut.slice(0, n), full.slice(0, n));
+          if (mode === 'literals') assert.ok(!cut.includes('s3cret'));
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('a statement that does not tokenize past the limit is still masked whole', () => {
+    const sql = `select 'a', ${'b, '.repeat(1000)} 'unterminated`;
+    assert.equal(redactSqlAs(sql, 'literals', POSTGRES_BACKSLASH, 64), MASKED_STATEMENT);
+    assert.equal(redactSqlAs(`alter role r password 'p' ${'x '.repeat(1000)} 'open`, 'none', POSTGRES_BACKSLASH, 64), MASKED_STATEMENT);
+  });
+});

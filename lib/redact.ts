@@ -63,8 +63,15 @@ export function redactSql(sql: string, mode: RedactMode, dialect: SqlDialectName
   return redactSqlAs(sql, mode, dialect === 'mysql' ? MYSQL : POSTGRES);
 }
 
-/** `redactSql` with an explicit lexical dialect (e.g. POSTGRES_BACKSLASH when standard_conforming_strings is off). */
-export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect): string {
+/**
+ * `redactSql` with an explicit lexical dialect (e.g. POSTGRES_BACKSLASH
+ * when standard_conforming_strings is off). `limit` > 0: only a prefix is
+ * wanted; redaction stops building output at a token boundary once it is
+ * longer than `limit` units (what follows cannot change what came before),
+ * so a 64 MiB statement costs a lexing pass and the kept prefix. The rest is
+ * still lexed: an unterminated token anywhere masks the statement whole.
+ */
+export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect, limit = 0): string {
   if (mode === 'none' && !PASSWORD_HINT.test(sql)) return sql;
   let lex = lexers.get(dialect);
   if (lex === undefined) {
@@ -72,7 +79,7 @@ export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect):
     lexers.set(dialect, lex);
   }
   nestedBudget = NESTED_BUDGET;
-  return redactText(sql, mode, lex.reset(sql), 0, null);
+  return redactText(sql, mode, lex.reset(sql), 0, null, limit);
 }
 
 /**
@@ -95,7 +102,7 @@ const CLAUSE_STATEMENTS = ['CREATE', 'ALTER', 'SET', 'GRANT'];
  * top; for a string body (`depth` > 0, `none` mode only) it collects the
  * replacements instead of the text being whole-masked on an error.
  */
-function redactText(sql: string, mode: RedactMode, lex: SqlLexer, depth: number, nest: Nested | null): string {
+function redactText(sql: string, mode: RedactMode, lex: SqlLexer, depth: number, nest: Nested | null, limit = 0): string {
   const hint = PASSWORD_HINT.test(sql);
   const literals = mode === 'literals';
   let out = '';
@@ -172,6 +179,15 @@ function redactText(sql: string, mode: RedactMode, lex: SqlLexer, depth: number,
       out += sql.slice(copied, lex.start) + replace;
       if (nest !== null) nest.spans.push(lex.start, lex.end, replace);
       copied = lex.end;
+    }
+    if (limit > 0 && out.length + (lex.end - copied) > limit) {
+      // Enough for the kept prefix. The rest is only lexed: a statement that does not tokenize is masked whole all the same.
+      const prefix = out + sql.slice(copied, lex.end);
+      for (;;) {
+        const rest = lex.next();
+        if (rest === Tok.End) return prefix;
+        if (rest === Tok.Error) return nest === null && (literals || hint) ? MASKED_STATEMENT : prefix;
+      }
     }
     prevSign = signMayFollow(t, lex);
   }

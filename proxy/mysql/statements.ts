@@ -45,9 +45,10 @@ export class MysqlStatementRecorder {
   /** `sql` as sent, `bytes` its UTF-8 length (or -1 to measure it). */
   text(sql: string, bytes: number): StatementText {
     const length = bytes >= 0 ? bytes : Buffer.byteLength(sql);
-    const redacted = redactMysql(sql, this.#mode, this.noBackslashEscapes);
-    const cls = classifyMysql(sql);
     const max = this.#maxBytes;
+    // Over max characters is over max bytes: redaction may stop there (the text is cut below).
+    const redacted = redactMysql(sql, this.#mode, this.noBackslashEscapes, max > 0 ? max : 0);
+    const cls = classifyMysql(sql);
     if (redacted.length * 3 <= max) return new StatementText(redacted, length, false, cls);
     const buf = Buffer.from(redacted, 'utf8');
     if (buf.length <= max) return new StatementText(redacted, length, false, cls);

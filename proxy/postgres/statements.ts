@@ -46,9 +46,10 @@ export class StatementRecorder {
   /** `sql` as sent, `bytes` its UTF-8 length (or -1 to measure it). */
   text(sql: string, bytes: number): StatementText {
     const length = bytes >= 0 ? bytes : Buffer.byteLength(sql);
-    const redacted = redactSqlAs(sql, this.#mode, this.#dialect);
-    const cls = classifyStatement(sql);
     const max = this.#maxBytes;
+    // Over max characters is over max bytes: redaction may stop there (the text is cut below).
+    const redacted = redactSqlAs(sql, this.#mode, this.#dialect, max > 0 ? max : 0);
+    const cls = classifyStatement(sql);
     if (redacted.length * 3 <= max) return new StatementText(redacted, length, false, cls);
     const buf = Buffer.from(redacted, 'utf8');
     if (buf.length <= max) return new StatementText(redacted, length, false, cls);
