@@ -216,7 +216,7 @@ export class IngestHandler {
       }
     }
     // The head a collector reports (not a DR peer's: its numbers are its replication cache's).
-    if (!arrivedByReplication(deliveredBy)) this.#opts.trail?.noteHead(batch.collectorId, batch.epoch, batch.highestSeq);
+    if (!arrivedByReplication(deliveredBy)) this.#opts.trail?.noteHead(batch.collectorId, batch.epoch, batch.highestSeq, { mac: batch.headMac, keyId: batch.headKeyId });
     metrics.eventsStored.inc(stored);
     metrics.eventsDuplicate.inc(duplicates);
     const ack = create(BatchAckSchema, { batchId: batch.batchId, stored, duplicates, rejected: rejected.length, error: rejectionSummary(rejected) });

@@ -5,7 +5,7 @@ import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_p
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { RocksDb } from './rocksdb-binding.js';
 import { runsOf } from '../cache/record.js';
-import type { Seal, SeqRange, TrailRow } from '../lib/trail.js';
+import type { Attested, DroppedRange, Seal, TrailRow } from '../lib/trail.js';
 import {
   COUNT_KEY, TAG, TIME_MAX, decodeRecord, encodeRecord, epochPrefix, eventKey, eventKeyOfIndexKey, idBytes, idKey,
   indexKey, indexPrefix, sealKey, timeRange, timeValue, trailKey, u64Key, type IndexTag,
@@ -74,12 +74,29 @@ interface EpochState {
   collectorId: string;
   epoch: string;
   highest: bigint;
+  head?: Attested;
 }
 
 const epochName = (collectorId: string, epoch: string): string => `${collectorId}\u0000${epoch}`;
 
 function encodeHead(h: EpochState): Buffer {
-  return Buffer.from(JSON.stringify({ c: h.collectorId, e: h.epoch, h: String(h.highest) }), 'utf8');
+  const a = h.head ? { m: Buffer.from(h.head.mac).toString('hex'), k: h.head.keyId } : {};
+  return Buffer.from(JSON.stringify({ c: h.collectorId, e: h.epoch, h: String(h.highest), ...a }), 'utf8');
+}
+
+function decodeHead(b: Buffer): EpochState {
+  const o = JSON.parse(b.toString('utf8')) as { c: string; e: string; h: string; m?: string; k?: string };
+  return { collectorId: o.c, epoch: o.e, highest: BigInt(o.h), head: o.m !== undefined ? { mac: Buffer.from(o.m, 'hex'), keyId: o.k ?? '' } : undefined };
+}
+
+/** A retention drop record's value: the range's end and the gateway's attestation. */
+function encodeDrop(to: bigint, a: Attested | undefined): Buffer {
+  return Buffer.from(JSON.stringify({ t: String(to), ...(a ? { m: Buffer.from(a.mac).toString('hex'), k: a.keyId } : {}) }), 'utf8');
+}
+
+function decodeDrop(from: bigint, b: Buffer): DroppedRange {
+  const o = JSON.parse(b.toString('utf8')) as { t: string; m?: string; k?: string };
+  return { from, to: BigInt(o.t), ...(o.m !== undefined ? { mac: Buffer.from(o.m, 'hex'), keyId: o.k ?? '' } : {}) };
 }
 
 function encodeSeal(s: Seal): Buffer {
@@ -129,8 +146,8 @@ export class EmbeddedStore implements Store {
       const it = db.iterator({ gte: Buffer.of(TAG.Head), lt: Buffer.of(TAG.Head + 1) });
       try {
         for (let e = await it.next(); e; e = await it.next()) {
-          const o = JSON.parse(e.value.toString('utf8')) as { c: string; e: string; h: string };
-          this.#epochs.set(epochName(o.c, o.e), { collectorId: o.c, epoch: o.e, highest: BigInt(o.h) });
+          const st = decodeHead(e.value);
+          this.#epochs.set(epochName(st.collectorId, st.epoch), st);
         }
       } finally {
         await it.end();
@@ -280,7 +297,7 @@ export class EmbeddedStore implements Store {
     for (const job of group) {
       const r: PutResult = { stored: 0, duplicates: 0, fresh: [] };
       const fresh = job.events.filter((ev) => !seen.has(ev.eventId));
-      const seal = fresh.length > 0 ? this.#sealer?.(fresh) : undefined;
+      const seal = fresh.length > 0 ? this.#sealer?.seal(fresh) : undefined;
       if (seal) batch.put(sealKey(seal.sealId), encodeSeal(seal));
       job.events.forEach((ev, i) => {
         if (seen.has(ev.eventId)) {
@@ -334,7 +351,7 @@ export class EmbeddedStore implements Store {
               const name = epochName(h.collectorId, h.epoch);
               const st = this.#epochs.get(name) ?? { collectorId: h.collectorId, epoch: h.epoch, highest: 0n };
               if (this.#epochs.has(name) && st.highest >= h.highestSeq) continue;
-              const next = { ...st, highest: h.highestSeq > st.highest ? h.highestSeq : st.highest };
+              const next = { ...st, highest: h.highestSeq, head: h.attested };
               batch.put(epochPrefix(TAG.Head, h.collectorId, h.epoch), encodeHead(next));
               this.#epochs.set(name, next);
               n++;
@@ -354,15 +371,15 @@ export class EmbeddedStore implements Store {
     const out: TrailEpoch[] = [];
     for (const st of this.#epochs.values()) {
       if (collectorId !== undefined && st.collectorId !== collectorId) continue;
-      const dropped: SeqRange[] = [];
+      const dropped: DroppedRange[] = [];
       const prefix = epochPrefix(TAG.Dropped, st.collectorId, st.epoch);
       const it = db.iterator({ gte: prefix, lt: Buffer.concat([prefix, Buffer.alloc(8, 0xff), Buffer.of(0xff)]) });
       try {
-        for (let e = await it.next(); e; e = await it.next()) dropped.push({ from: e.key.readBigUInt64BE(prefix.length), to: e.value.readBigUInt64BE(0) });
+        for (let e = await it.next(); e; e = await it.next()) dropped.push(decodeDrop(e.key.readBigUInt64BE(prefix.length), e.value));
       } finally {
         await it.end();
       }
-      out.push({ collectorId: st.collectorId, epoch: st.epoch, highestReported: st.highest, dropped });
+      out.push({ collectorId: st.collectorId, epoch: st.epoch, highestReported: st.highest, head: st.head, dropped });
     }
     return out.sort((a, b) => (a.collectorId < b.collectorId ? -1 : a.collectorId > b.collectorId ? 1 : a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
   }
@@ -490,7 +507,10 @@ export class EmbeddedStore implements Store {
       // Retention removes on purpose and says so: each run of seqs it drops is kept, so verification still passes.
       for (const g of gone.values()) {
         const prefix = epochPrefix(TAG.Dropped, g.collectorId, g.epoch);
-        for (const run of runsOf(g.seqs.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))) batch.put(u64Key(prefix, run.fromSeq), u64Key(Buffer.alloc(0), run.toSeq));
+        for (const run of runsOf(g.seqs.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))) {
+          const r = { from: run.fromSeq, to: run.toSeq };
+          batch.put(u64Key(prefix, run.fromSeq), encodeDrop(run.toSeq, this.#sealer?.drop(g.collectorId, g.epoch, r)));
+        }
       }
       batch.put(COUNT_KEY, timeValue(Math.max(0, this.#count - n)));
       await batch.write(true);

@@ -83,6 +83,20 @@ export interface SequenceSpan {
   first_seq: string;
   last_seq: string;
   events: number;
+  /** The dropping gateway's attestation of first_seq–last_seq (hex), and its key id. */
+  mac?: string;
+  key_id?: string;
+}
+
+/** Attests what retention drops (gateway seal key), so a forged record explains no gap. */
+type DropSigner = { drop(collectorId: string, epoch: string, r: { from: bigint; to: bigint }): { mac: Uint8Array; keyId: string } };
+
+function signed(spans: SequenceSpan[], signer: DropSigner | undefined): SequenceSpan[] {
+  if (!signer) return spans;
+  return spans.map((s) => {
+    const a = signer.drop(s.collector_id, s.epoch, { from: BigInt(s.first_seq), to: BigInt(s.last_seq) });
+    return { ...s, mac: Buffer.from(a.mac).toString('hex'), key_id: a.keyId };
+  });
 }
 
 export interface RetentionResult {
@@ -98,7 +112,7 @@ export interface RetentionResult {
  * event counter, in the same transaction. Only one gateway sweeps at a time:
  * the others find the lock taken and skip this round.
  */
-export async function dropBefore(client: Queryable, cutoffMicros: number, droppedBy: string, logger: Logger): Promise<RetentionResult> {
+export async function dropBefore(client: Queryable, cutoffMicros: number, droppedBy: string, logger: Logger, signer?: DropSigner): Promise<RetentionResult> {
   const got = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_CLASS, LOCK.Retention]);
   if (!got.rows[0]?.ok) return { removed: 0, dropped: [] };
   try {
@@ -118,7 +132,7 @@ export async function dropBefore(client: Queryable, cutoffMicros: number, droppe
         await client.query(
           `INSERT INTO dropped_partitions (partition_name, from_day, to_day, cutoff_us, newest_time_us, events, sequences, dropped_by)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-          [name, day, day + 1, cutoffMicros, newest ?? null, spans.total, JSON.stringify(spans.spans), droppedBy],
+          [name, day, day + 1, cutoffMicros, newest ?? null, spans.total, JSON.stringify(signed(spans.spans, signer)), droppedBy],
         );
         await client.query(`DROP TABLE ${name}`);
         if (spans.total > 0) await client.query('UPDATE event_count SET n = n - $1 WHERE shard = 0', [spans.total]);
@@ -128,14 +142,14 @@ export async function dropBefore(client: Queryable, cutoffMicros: number, droppe
       removed += n;
       dropped.push(name);
     }
-    removed += await trimOverflow(client, cutoffMicros, droppedBy);
+    removed += await trimOverflow(client, cutoffMicros, droppedBy, signer);
     return { removed, dropped };
   } finally {
     await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_CLASS, LOCK.Retention]).catch(() => undefined);
   }
 }
 
-async function trimOverflow(client: Queryable, cutoffMicros: number, droppedBy: string): Promise<number> {
+async function trimOverflow(client: Queryable, cutoffMicros: number, droppedBy: string, signer: DropSigner | undefined): Promise<number> {
   return inTransaction(client, async () => {
     const spans = await sequenceSpans(
       client,
@@ -145,7 +159,7 @@ async function trimOverflow(client: Queryable, cutoffMicros: number, droppedBy: 
     if (spans.total === 0) return 0;
     await client.query(
       `INSERT INTO dropped_partitions (partition_name, cutoff_us, newest_time_us, events, sequences, dropped_by) VALUES ($1, $2, $3, $4, $5, $6)`,
-      [OVERFLOW_PARTITION, cutoffMicros, spans.newest ?? null, spans.total, JSON.stringify(spans.spans), droppedBy],
+      [OVERFLOW_PARTITION, cutoffMicros, spans.newest ?? null, spans.total, JSON.stringify(signed(spans.spans, signer)), droppedBy],
     );
     await client.query('UPDATE event_count SET n = n - $1 WHERE shard = 0', [spans.total]);
     return spans.total;

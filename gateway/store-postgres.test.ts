@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { ManualClock } from '../lib/clock.js';
 import { ErrorCode, isAuditError } from '../lib/errors.js';
+import { attestDrop } from '../lib/trail.js';
 import { freePort, sharedPostgres, skipUnless } from '../test/harness/index.js';
 import { toBinary } from '@bufbuild/protobuf';
 import { AuditEventSchema, type AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
@@ -122,10 +123,15 @@ describe('PostgreSQL store', { skip: skipUnless('postgres') }, () => {
         'SELECT partition_name, from_day, events::text, sequences, dropped_by, cutoff_us::text FROM dropped_partitions ORDER BY id',
       );
       const cutoff = String((T0 + 3 * DAY - 4 * DAY) * 1000);
+      // This gateway has no seal key: each recorded range carries a bare SHA-256 attestation.
+      const dropMac = (c: string, ep: string, from: bigint, to: bigint) => {
+        const a = attestDrop(undefined, c, ep, { from, to });
+        return { key_id: a.keyId, mac: Buffer.from(a.mac).toString('hex') };
+      };
       assert.deepEqual(dropped, [
-        { partition_name: partitionName(today - 6), from_day: today - 6, events: '1', sequences: [{ collector_id: 'col-b', epoch: 'ep-9', first_seq: '100', last_seq: '100', events: 1 }], dropped_by: 'gw-r', cutoff_us: cutoff },
-        { partition_name: partitionName(today - 5), from_day: today - 5, events: '30', sequences: [{ collector_id: 'col-a', epoch: 'ep-1', first_seq: '1', last_seq: '30', events: 30 }], dropped_by: 'gw-r', cutoff_us: cutoff },
-        { partition_name: 'events_overflow', from_day: null, events: '1', sequences: [{ collector_id: 'col-a', epoch: 'epoch-1', first_seq: '1', last_seq: '1', events: 1 }], dropped_by: 'gw-r', cutoff_us: cutoff },
+        { partition_name: partitionName(today - 6), from_day: today - 6, events: '1', sequences: [{ collector_id: 'col-b', epoch: 'ep-9', first_seq: '100', last_seq: '100', events: 1, ...dropMac('col-b', 'ep-9', 100n, 100n) }], dropped_by: 'gw-r', cutoff_us: cutoff },
+        { partition_name: partitionName(today - 5), from_day: today - 5, events: '30', sequences: [{ collector_id: 'col-a', epoch: 'ep-1', first_seq: '1', last_seq: '30', events: 30, ...dropMac('col-a', 'ep-1', 1n, 30n) }], dropped_by: 'gw-r', cutoff_us: cutoff },
+        { partition_name: 'events_overflow', from_day: null, events: '1', sequences: [{ collector_id: 'col-a', epoch: 'epoch-1', first_seq: '1', last_seq: '1', events: 1, ...dropMac('col-a', 'epoch-1', 1n, 1n) }], dropped_by: 'gw-r', cutoff_us: cutoff },
       ]);
       assert.deepEqual((await gw.store.search({ limit: 100 })).map((e) => e.eventId).sort(), recent.map((e) => e.eventId).sort());
     } finally {

@@ -7,8 +7,8 @@ import { AuditError, ErrorCode } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/log.js';
 import { isUuid } from '../lib/uuid.js';
 import { COUNT_SHARDS, dayOfMs, dayOfPartition, partDay, partitionName } from './migrations/postgres.js';
-import { dropBefore, ensurePartitions, listPartitions, migrate } from './store-postgres-schema.js';
-import type { Seal, SeqRange, TrailRow } from '../lib/trail.js';
+import { dropBefore, ensurePartitions, listPartitions, migrate, type SequenceSpan } from './store-postgres-schema.js';
+import type { DroppedRange, Seal, TrailRow } from '../lib/trail.js';
 import type { PutResult, Sealer, SearchFilter, Store, StoredEvent, TrailEpoch, TrailHead } from './store.js';
 
 /**
@@ -228,7 +228,7 @@ export class PostgresStore implements Store {
       try {
         const today = dayOfMs(this.#clock.now());
         await ensurePartitions(client, [today, today + 1, today + 2]);
-        const r = await dropBefore(client, micros, this.#opts.gatewayId ?? '', this.#log);
+        const r = await dropBefore(client, micros, this.#opts.gatewayId ?? '', this.#log, this.#opts.sealer);
         if (r.dropped.length > 0) this.#log.info({ partitions: r.dropped, removed: r.removed }, 'retention dropped partitions');
         await this.#loadDays(client);
         return r.removed;
@@ -243,30 +243,41 @@ export class PostgresStore implements Store {
     return this.#track('recording reported sequence heads failed', async (pool) => {
       const sorted = [...heads].sort((a, b) => (a.collectorId < b.collectorId ? -1 : a.collectorId > b.collectorId ? 1 : a.epoch < b.epoch ? -1 : 1));
       await pool.query(
-        `INSERT INTO trail_heads (collector_id, epoch, highest_seq)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[])
-         ON CONFLICT (collector_id, epoch) DO UPDATE SET highest_seq = greatest(trail_heads.highest_seq, excluded.highest_seq)
+        `INSERT INTO trail_heads (collector_id, epoch, highest_seq, head_mac, head_key_id)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::bytea[], $5::text[])
+         ON CONFLICT (collector_id, epoch) DO UPDATE
+           SET highest_seq = excluded.highest_seq, head_mac = excluded.head_mac, head_key_id = excluded.head_key_id
          WHERE trail_heads.highest_seq < excluded.highest_seq`,
-        [sorted.map((h) => col(h.collectorId)), sorted.map((h) => col(h.epoch)), sorted.map((h) => h.highestSeq.toString())],
+        [
+          sorted.map((h) => col(h.collectorId)), sorted.map((h) => col(h.epoch)), sorted.map((h) => h.highestSeq.toString()),
+          sorted.map((h) => Buffer.from(h.attested.mac)), sorted.map((h) => h.attested.keyId),
+        ],
       );
     });
   }
 
   trailEpochs(collectorId?: string): Promise<TrailEpoch[]> {
     return this.#track('listing trail epochs failed', async (pool) => {
-      const heads = await pool.query<{ collector_id: string; epoch: string; highest: string }>(
-        `SELECT collector_id, epoch, highest_seq::text AS highest FROM trail_heads ${collectorId !== undefined ? 'WHERE collector_id = $1' : ''} ORDER BY collector_id, epoch`,
+      const heads = await pool.query<{ collector_id: string; epoch: string; highest: string; head_mac: Buffer | null; head_key_id: string }>(
+        `SELECT collector_id, epoch, highest_seq::text AS highest, head_mac, head_key_id FROM trail_heads ${collectorId !== undefined ? 'WHERE collector_id = $1' : ''} ORDER BY collector_id, epoch`,
         collectorId !== undefined ? [col(collectorId)] : [],
       );
-      const drops = await pool.query<{ sequences: { collector_id: string; epoch: string; first_seq: string; last_seq: string }[] }>('SELECT sequences FROM dropped_partitions ORDER BY id');
-      const dropped = new Map<string, SeqRange[]>();
+      const drops = await pool.query<{ sequences: SequenceSpan[] }>('SELECT sequences FROM dropped_partitions ORDER BY id');
+      const dropped = new Map<string, DroppedRange[]>();
       for (const row of drops.rows) {
         for (const s of row.sequences) {
           const k = `${s.collector_id}\u0000${s.epoch}`;
-          dropped.set(k, [...(dropped.get(k) ?? []), { from: BigInt(s.first_seq), to: BigInt(s.last_seq) }]);
+          const a = s.mac !== undefined ? { mac: Buffer.from(s.mac, 'hex'), keyId: s.key_id ?? '' } : {};
+          dropped.set(k, [...(dropped.get(k) ?? []), { from: BigInt(s.first_seq), to: BigInt(s.last_seq), ...a }]);
         }
       }
-      return heads.rows.map((h) => ({ collectorId: h.collector_id, epoch: h.epoch, highestReported: BigInt(h.highest), dropped: dropped.get(`${h.collector_id}\u0000${h.epoch}`) ?? [] }));
+      return heads.rows.map((h) => ({
+        collectorId: h.collector_id,
+        epoch: h.epoch,
+        highestReported: BigInt(h.highest),
+        head: h.head_mac ? { mac: Buffer.from(h.head_mac), keyId: h.head_key_id } : undefined,
+        dropped: dropped.get(`${h.collector_id}\u0000${h.epoch}`) ?? [],
+      }));
     });
   }
 
@@ -302,7 +313,7 @@ export class PostgresStore implements Store {
     });
     const rows = [...first.values()].map((i) => events[i]);
     // sealed as stored: text columns hold delivered_by escaped (col)
-    const seal = this.#opts.sealer?.(rows.map((ev) => ({ ...ev, deliveredBy: col(ev.deliveredBy) })));
+    const seal = this.#opts.sealer?.seal(rows.map((ev) => ({ ...ev, deliveredBy: col(ev.deliveredBy) })));
     const days = rows.map((ev) => partDay(ev.eventId));
     const cols = {
       ids: rows.map((ev) => ev.eventId),

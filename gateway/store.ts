@@ -2,7 +2,7 @@ import type { AuditEvent } from '../proto/gen/audit/v1/event_pb.js';
 import type { Clock } from '../lib/clock.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import type { Seal, SeqRange, TrailRow } from '../lib/trail.js';
+import type { Attested, DroppedRange, Seal, SeqRange, TrailRow } from '../lib/trail.js';
 
 /**
  * Where the gateway keeps events. Every backend stores an event at most
@@ -68,8 +68,10 @@ export interface TrailEpoch {
   epoch: string;
   /** Highest seq the collector reported in a batch (0n: none reported here). */
   highestReported: bigint;
-  /** Seq ranges retention removed on purpose. */
-  dropped: SeqRange[];
+  /** The collector's attestation of highestReported (absent when none was recorded). */
+  head?: Attested;
+  /** Seq ranges retention removed on purpose, with the dropping gateway's attestation. */
+  dropped: DroppedRange[];
 }
 
 /** The highest seq a collector reported for its epoch. */
@@ -77,10 +79,17 @@ export interface TrailHead {
   collectorId: string;
   epoch: string;
   highestSeq: bigint;
+  /** The collector's attestation of highestSeq. */
+  attested: Attested;
 }
 
-/** Seals each group of events a store writes (lib/trail.ts makeSeal, with the gateway's seal key). */
-export type Sealer = (events: readonly StoredEvent[]) => Seal;
+/** How a store signs what it writes with the gateway's seal key (gateway/trail.ts makeSigner). */
+export interface Sealer {
+  /** One seal per stored group of events. */
+  seal(events: readonly StoredEvent[]): Seal;
+  /** Attests that retention dropped a range of a collector epoch. */
+  drop(collectorId: string, epoch: string, r: SeqRange): Attested;
+}
 
 export interface Store {
   /** A short name for logs and health ("embedded", "postgres"). */

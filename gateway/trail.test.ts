@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { ChainMaker, trailKey } from '../lib/trail.js';
+import { ChainMaker, attestHead, trailKey } from '../lib/trail.js';
 import { encodeAuditEvent } from '../proxy/event-codec.js';
 import { sharedPostgres, skipUnless } from '../test/harness/index.js';
 import { startGateway, type GatewayHandle } from './server.js';
@@ -62,6 +62,7 @@ for (const [name, storeArgs, opts] of stores()) {
         const s = new TestStream(gw.address);
         const batch = batchOf(1, raws.filter((_, i) => i !== 24)); // seq 25 not delivered (yet)
         batch.highestSeq = 30n;
+        Object.assign(batch, { headMac: attestHead(trailKey(key), 'col-a', 'epoch-1', 30n).mac, headKeyId: trailKey(key).id });
         s.send(batch);
         await s.waitAcks(1);
         await gw.trail.flushHeads();
@@ -71,7 +72,14 @@ for (const [name, storeArgs, opts] of stores()) {
         const late = batchOf(2, [raws[24]]);
         s.send(late);
         await s.waitAcks(2);
+        // A head raised by a sender without the collector's key (a gateway token is not the trail key): refused and counted.
+        const forged = batchOf(3, []);
+        Object.assign(forged, { highestSeq: 40n, ...((a) => ({ headMac: a.mac, headKeyId: a.keyId }))(attestHead(trailKey(randomBytes(32)), 'col-a', 'epoch-1', 40n)) });
+        s.send(forged);
+        await s.waitAcks(3);
         await s.finish();
+        await gw.trail.flushHeads();
+        assert.equal((await gw.metrics.trailChainBreaks.get()).values.find((v) => v.labels.check === 'ingest')?.value, 1);
         const [filled] = await gw.trail.pass();
         assert.deepEqual({ missing: filled.missing, breaks: filled.breaks }, { missing: [], breaks: [] }, 'the late event fills the gap and links on both sides');
         assert.equal((await gw.metrics.trailGaps.get()).values[0].value, 0);

@@ -8,12 +8,13 @@ import { httpStatusOf } from '../lib/grpc.js';
 import { logIncident, type Logger } from '../lib/log.js';
 import type { GatewayMetrics } from '../lib/metrics.js';
 import {
-  EpochVerifier, checkChainHash, formatRange, makeSeal, rowDigest, splitChainHash, type EpochReport, type Seal, type TrailKey, type TrailKeys, type TrailRow,
+  EpochVerifier, attestDrop, checkChainHash, checkHead, formatRange, makeSeal, rowDigest, splitChainHash, type Attested, type EpochReport, type Seal, type TrailKey,
+  type TrailKeys, type TrailRow,
 } from '../lib/trail.js';
 import { uuidv7 } from '../lib/uuid.js';
 import type { CallGuard } from './auth.js';
 import { idBytes } from './store-keys.js';
-import type { Sealer, Store, StoredEvent, TrailEpoch } from './store.js';
+import type { Sealer, Store, StoredEvent, TrailEpoch, TrailHead } from './store.js';
 
 /**
  * The gateway's side of tamper evidence: seals for what it stores, the
@@ -27,15 +28,18 @@ const PAGE_ROWS = 2_000;
 /** Rows one audit pass walks per epoch at most (the rest in the next pass). */
 const PASS_ROWS = 200_000;
 
-/** A Sealer for a store: one seal per stored group, under the gateway's seal key. */
+/** A Sealer for a store: one seal per stored group and an attestation per retention drop, under the gateway's seal key. */
 export function makeSealer(key: TrailKey | undefined, gatewayId: string, clock: Clock): Sealer {
-  return (events: readonly StoredEvent[]): Seal => {
-    const entries = Buffer.allocUnsafe(events.length * 48);
-    events.forEach((ev, i) => {
-      idBytes(ev.eventId).copy(entries, i * 48);
-      rowDigest(ev.raw, ev.deliveredBy, ev.receivedAtMs).copy(entries, i * 48 + 16);
-    });
-    return makeSeal(key, { sealId: uuidv7(clock.now()), gatewayId, sealedAtMs: clock.now(), entries });
+  return {
+    seal(events: readonly StoredEvent[]): Seal {
+      const entries = Buffer.allocUnsafe(events.length * 48);
+      events.forEach((ev, i) => {
+        idBytes(ev.eventId).copy(entries, i * 48);
+        rowDigest(ev.raw, ev.deliveredBy, ev.receivedAtMs).copy(entries, i * 48 + 16);
+      });
+      return makeSeal(key, { sealId: uuidv7(clock.now()), gatewayId, sealedAtMs: clock.now(), entries });
+    },
+    drop: (collectorId, epoch, r) => attestDrop(key, collectorId, epoch, r),
   };
 }
 
@@ -101,7 +105,7 @@ export interface AuditorOptions {
 export class TrailAuditor {
   readonly #o: AuditorOptions;
   readonly #checkpoints = new Map<string, Checkpoint>();
-  readonly #heads = new Map<string, { collectorId: string; epoch: string; highestSeq: bigint }>();
+  readonly #heads = new Map<string, TrailHead>();
   #timer: NodeJS.Timeout | undefined;
   #headTimer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> = Promise.resolve();
@@ -130,12 +134,23 @@ export class TrailAuditor {
     await this.flushHeads().catch(() => undefined);
   }
 
-  /** A collector's batch reported the highest seq of its epoch. */
-  noteHead(collectorId: string, epoch: string, highestSeq: bigint): void {
+  /**
+   * A collector's batch reported the highest seq of its epoch. A head whose
+   * attestation does not check with a known key is not kept (anyone with a
+   * gateway token could otherwise fake gaps): counted and logged instead.
+   */
+  noteHead(collectorId: string, epoch: string, highestSeq: bigint, attested: Attested): void {
     if (highestSeq <= 0n || collectorId === '' || epoch === '') return;
     const k = `${collectorId}\u0000${epoch}`;
     const h = this.#heads.get(k);
-    if (!h || h.highestSeq < highestSeq) this.#heads.set(k, { collectorId, epoch, highestSeq });
+    if (h && h.highestSeq >= highestSeq) return;
+    const check = checkHead(attested, collectorId, epoch, highestSeq, this.#o.keys, this.#o.requireKeyed);
+    if (check.problem) {
+      this.#o.metrics.trailChainBreaks.inc({ check: 'ingest' });
+      logIncident(this.#o.logger, 'error', `trail-head-${collectorId}-${epoch}`, { collectorId, epoch, highestSeq: String(highestSeq), problem: check.problem }, 'reported head fails its attestation (not kept)');
+      return;
+    }
+    this.#heads.set(k, { collectorId, epoch, highestSeq, attested });
   }
 
   async flushHeads(): Promise<void> {
@@ -145,7 +160,7 @@ export class TrailAuditor {
     try {
       await this.#o.store.noteHeads(heads);
     } catch (err) {
-      for (const h of heads) this.noteHead(h.collectorId, h.epoch, h.highestSeq); // again next time
+      for (const h of heads) this.noteHead(h.collectorId, h.epoch, h.highestSeq, h.attested); // again next time
       if (!isAuditError(err, ErrorCode.Closed)) this.#o.logger.warn({ err: (err as Error).message }, 'cannot record reported sequence heads; retried');
     }
   }
@@ -217,7 +232,7 @@ export class TrailAuditor {
       read += page.rows.length;
     }
     // Past the rows read, the tail is unknown until the next pass: do not call it missing yet.
-    const report = verifier.finish(read >= PASS_ROWS ? 0n : ep.highestReported, ep.dropped);
+    const report = read >= PASS_ROWS ? verifier.finish(0n, ep.dropped) : verifier.finish(ep.highestReported, ep.dropped, ep.head);
     // The new checkpoint: the last row before the first unexplained gap (or the last row).
     const stop = report.missing.length > 0 ? report.missing[0].from : undefined;
     let next: { seq: bigint; hash: Uint8Array } | undefined;
@@ -262,7 +277,14 @@ export function trailHandler(opts: { store: Store; metrics: GatewayMetrics; logg
       for (const ep of await store.trailEpochs(req.collectorId || undefined)) {
         if (call.cancelled) return;
         await write(create(TrailChunkSchema, {
-          epoch: { collectorId: ep.collectorId, epoch: ep.epoch, highestReported: ep.highestReported, dropped: ep.dropped.map((r) => ({ fromSeq: r.from, toSeq: r.to })) },
+          epoch: {
+            collectorId: ep.collectorId,
+            epoch: ep.epoch,
+            highestReported: ep.highestReported,
+            headMac: ep.head?.mac,
+            headKeyId: ep.head?.keyId,
+            dropped: ep.dropped.map((r) => ({ fromSeq: r.from, toSeq: r.to, mac: r.mac, keyId: r.keyId })),
+          },
         }));
         for await (const page of readTrail(store, ep, 0n, { sinceMicros: since, seen })) {
           if (call.cancelled) return;

@@ -4,7 +4,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { TrailRequestSchema, type TrailChunk, type TrailRequest } from '../proto/gen/audit/v1/query_pb.js';
 import { clientAuth, type ClientSecurity } from '../lib/client-auth.js';
 import { MAX_MESSAGE_BYTES, QueryClient } from '../lib/grpc.js';
-import { EpochVerifier, TrailKeys, formatRange, reportPasses, type EpochReport, type Seal } from '../lib/trail.js';
+import { EpochVerifier, TrailKeys, formatRange, reportPasses, type Attested, type DroppedRange, type EpochReport, type Seal } from '../lib/trail.js';
 import { describeFailure, gatewayOf, parseFlags, parseTimeArg, write } from './events-command.js';
 
 /**
@@ -64,9 +64,9 @@ export function verifyTrail(gateway: string, security: ClientSecurity, request: 
   const reports: EpochReport[] = [];
   const seals = new Map<string, Seal>();
   const windowed = request.since !== undefined;
-  let current: { v: EpochVerifier; highest: bigint; dropped: { from: bigint; to: bigint }[] } | undefined;
+  let current: { v: EpochVerifier; highest: bigint; dropped: DroppedRange[]; head?: Attested } | undefined;
   const close = (): void => {
-    if (current) reports.push(current.v.finish(current.highest, current.dropped));
+    if (current) reports.push(current.v.finish(current.highest, current.dropped, current.head));
     current = undefined;
   };
   return new Promise<EpochReport[]>((resolve, reject) => {
@@ -81,7 +81,8 @@ export function verifyTrail(gateway: string, security: ClientSecurity, request: 
         current = {
           v: new EpochVerifier(ep.collectorId, ep.epoch, { keys, linkFirst: !windowed, seal: (id) => seals.get(id) }),
           highest: ep.highestReported,
-          dropped: ep.dropped.map((r) => ({ from: r.fromSeq, to: r.toSeq })),
+          head: ep.highestReported > 0n ? { mac: ep.headMac, keyId: ep.headKeyId } : undefined,
+          dropped: ep.dropped.map((r) => ({ from: r.fromSeq, to: r.toSeq, mac: r.mac, keyId: r.keyId })),
         };
       }
       for (const e of chunk.events) {

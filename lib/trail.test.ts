@@ -6,8 +6,8 @@ import { AuditEventSchema } from '../proto/gen/audit/v1/event_pb.js';
 import { encodeAuditEvent } from '../proxy/event-codec.js';
 import { EventKind, makeEvent, newSessionMeta, type AuditEvent } from '../proxy/events.js';
 import {
-  CHAIN_TRAILER_BYTES, ChainMaker, EpochVerifier, TrailKeys, appendChainHash, checkChainHash, makeSeal, reportPasses, rowDigest, splitChainHash,
-  subtractRanges, trailKey, type Seal, type TrailKey, type TrailRow,
+  CHAIN_TRAILER_BYTES, ChainMaker, EpochVerifier, TrailKeys, appendChainHash, attestDrop, attestHead, checkChainHash, makeSeal, reportPasses, rowDigest,
+  splitChainHash, subtractRanges, trailKey, type Attested, type DroppedRange, type EpochReport, type Seal, type TrailKey, type TrailRow,
 } from './trail.js';
 
 const KEY = trailKey(randomBytes(32));
@@ -116,10 +116,36 @@ describe('EpochVerifier', () => {
     }
     const v = new EpochVerifier('col-a', EPOCH, { keys: new TrailKeys([KEY]) });
     for (const r of rows) v.add(r);
-    const r = v.finish(12n, [{ from: 8n, to: 8n }]);
+    const r = v.finish(12n, [{ from: 8n, to: 8n, ...attestDrop(KEY, 'col-a', EPOCH, { from: 8n, to: 8n }) }], attestHead(KEY, 'col-a', EPOCH, 12n));
     assert.deepEqual(r.missing, [{ from: 10n, to: 10n }]);
     assert.deepEqual(r.explained, [{ from: 3n, to: 5n, by: 'loss event' }, { from: 8n, to: 8n, by: 'retention' }]);
     assert.deepEqual(r.losses, [{ seq: 12n, from: 3n, to: 5n, reason: 'size' }]);
+    assert.deepEqual(r.breaks, []);
+  });
+
+  test('a retention record or a reported head that does not check with a known key is a break and explains nothing', () => {
+    const rows = chain(6).filter((r) => r.seq !== 3n);
+    const stranger = trailKey(randomBytes(32));
+    const run = (dropped: DroppedRange[], head: Attested): EpochReport => {
+      const v = new EpochVerifier('col-a', EPOCH, { keys: new TrailKeys([KEY]) });
+      for (const r of rows) v.add(r);
+      return v.finish(9n, dropped, head);
+    };
+    const good = run([{ from: 3n, to: 3n, ...attestDrop(KEY, 'col-a', EPOCH, { from: 3n, to: 3n }) }], attestHead(KEY, 'col-a', EPOCH, 9n));
+    assert.deepEqual(good.breaks, []);
+    assert.deepEqual(good.missing, [{ from: 7n, to: 9n }]);
+    // A drop record widened after it was signed, one with no signature, a head lowered or raised by someone without the key.
+    const widened = run([{ from: 3n, to: 4n, ...attestDrop(KEY, 'col-a', EPOCH, { from: 3n, to: 3n }) }], attestHead(KEY, 'col-a', EPOCH, 9n));
+    assert.deepEqual(widened.breaks.map((b) => b.seq), [3n]);
+    assert.deepEqual(widened.missing, [{ from: 3n, to: 3n }, { from: 7n, to: 9n }]);
+    assert.match(widened.breaks[0].problem, /retention record for seqs 3-4 attestation does not match/);
+    const unsigned = run([{ from: 3n, to: 3n }], attestHead(KEY, 'col-a', EPOCH, 9n));
+    assert.match(unsigned.breaks[0].problem, /carries no attestation/);
+    const forgedHead = run([], attestHead(stranger, 'col-a', EPOCH, 9n));
+    assert.deepEqual(forgedHead.breaks.map((b) => b.seq), [9n]);
+    assert.match(forgedHead.breaks[0].problem, /reported head \(highest seq 9\) is attested with key [0-9a-f]+, which is not among the known keys/);
+    const otherEpoch = run([], attestHead(KEY, 'col-a', '01900000-0000-7000-8000-000000000002', 9n));
+    assert.match(otherEpoch.breaks[0].problem, /attestation does not match/);
   });
 
   test('an edited event, two swapped events, a seq held twice and a stranger are each named by seq', () => {

@@ -183,6 +183,47 @@ export function checkChainHash(raw: Uint8Array, keyId: string, keys: TrailKeys |
   return same(chainHashOf(key, split.body), split.hash) ? {} : { problem: 'chain hash does not match its content (modified or forged without the key)' };
 }
 
+// ---- attestations: a reported head, a retention drop ----------------------
+
+/** A MAC (or bare SHA-256 without a key) over a statement, and the id of the key that made it. */
+export interface Attested {
+  mac: Uint8Array;
+  keyId: string;
+}
+
+function attest(key: TrailKey | undefined, statement: string): Attested {
+  return { mac: chainHashOf(key?.key, Buffer.from(statement, 'utf8')), keyId: key?.id ?? '' };
+}
+
+const headStatement = (collectorId: string, epoch: string, seq: bigint): string => `dbaudit head\n${collectorId}\n${epoch}\n${seq}`;
+const dropStatement = (collectorId: string, epoch: string, r: SeqRange): string => `dbaudit retention drop\n${collectorId}\n${epoch}\n${r.from}\n${r.to}`;
+
+/** The collector's attestation of the highest seq of its epoch (trail key). */
+export function attestHead(key: TrailKey | undefined, collectorId: string, epoch: string, seq: bigint): Attested {
+  return attest(key, headStatement(collectorId, epoch, seq));
+}
+
+/** A gateway's attestation that retention dropped a range (seal key). */
+export function attestDrop(key: TrailKey | undefined, collectorId: string, epoch: string, r: SeqRange): Attested {
+  return attest(key, dropStatement(collectorId, epoch, r));
+}
+
+function checkAttested(a: Attested, statement: string, keys: TrailKeys | undefined, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
+  if (a.mac.length === 0) return { problem: 'carries no attestation' };
+  let key: Buffer | undefined;
+  if (a.keyId === '') {
+    if (requireKeyed) return { problem: 'is not keyed where a key is required' };
+  } else {
+    key = keys?.get(a.keyId);
+    if (!key) return keys && keys.size > 0 ? { problem: `is attested with key ${a.keyId}, which is not among the known keys` } : { unchecked: true };
+  }
+  return same(chainHashOf(key, Buffer.from(statement, 'utf8')), a.mac) ? {} : { problem: 'attestation does not match (altered)' };
+}
+
+export function checkHead(a: Attested, collectorId: string, epoch: string, seq: bigint, keys: TrailKeys | undefined, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
+  return checkAttested(a, headStatement(collectorId, epoch, seq), keys, requireKeyed);
+}
+
 // ---- seals of stored rows -------------------------------------------------
 
 /** The digest of one stored row: its bytes and what the gateway stored beside them. */
@@ -267,6 +308,9 @@ export interface LossSeen {
   to: bigint;
   reason: string;
 }
+
+/** A range retention dropped, as recorded with the gateway's attestation. */
+export type DroppedRange = SeqRange & Partial<Attested>;
 
 export interface EpochReport {
   collectorId: string;
@@ -444,15 +488,28 @@ export class EpochVerifier {
 
   /**
    * The report. `highestReported` extends the expected range past the last
-   * event held (a deleted tail is missing too); `dropped` are ranges
-   * retention removed on purpose.
+   * event held (a deleted tail is missing too), once its attestation by the
+   * collector checks (`head`; without one the head is taken as given);
+   * `dropped` are ranges retention removed on purpose, each explaining only
+   * when its gateway attestation checks.
    */
-  finish(highestReported: bigint, dropped: readonly SeqRange[] = []): EpochReport {
+  finish(highestReported: bigint, dropped: readonly DroppedRange[] = [], head?: Attested): EpochReport {
+    const keys = this.#o.keys;
+    if (head && highestReported > 0n) {
+      const h = checkHead(head, this.collectorId, this.epoch, highestReported, keys, this.#requireKeyed);
+      if (h.problem) this.#break(highestReported, '', `the reported head (highest seq ${highestReported}) ${h.problem}: the collector did not report it so`);
+    }
+    const trusted: SeqRange[] = [];
+    for (const d of dropped) {
+      const a = checkAttested({ mac: d.mac ?? new Uint8Array(0), keyId: d.keyId ?? '' }, dropStatement(this.collectorId, this.epoch, d), keys, this.#requireKeyed);
+      if (a.problem) this.#break(d.from, '', `the retention record for seqs ${fmtSeqs(d)} ${a.problem}: it explains nothing`);
+      else trusted.push({ from: d.from, to: d.to });
+    }
     const missing = [...this.#missing];
     const top = highestReported > this.#last ? highestReported : this.#last;
     if (top >= this.#expect) missing.push({ from: this.#expect, to: top });
     const byLoss = subtractRanges(missing, this.#losses.map((l) => ({ from: l.from, to: l.to })));
-    const byRetention = subtractRanges(byLoss.left, dropped);
+    const byRetention = subtractRanges(byLoss.left, trusted);
     const explained: (SeqRange & { by: string })[] = [];
     const parts = [...byLoss.covered.map((r) => ({ ...r, by: 'loss event' })), ...byRetention.covered.map((r) => ({ ...r, by: 'retention' }))].sort((a, b) => (a.from < b.from ? -1 : 1));
     for (const r of parts) {

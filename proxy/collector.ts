@@ -1,6 +1,6 @@
 import { EventCache } from '../cache/wal.js';
 import { loadKeyring } from '../cache/seal.js';
-import { loadOptionalKey } from '../lib/trail.js';
+import { attestHead, loadOptionalKey } from '../lib/trail.js';
 import { LossLedger } from './loss-ledger.js';
 import { clientAuth } from '../lib/client-auth.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
@@ -85,6 +85,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     failbackIntervalMs: c.gateway.failback_interval,
     ackTimeoutMs: c.gateway.ack_timeout,
     heartbeatMs: c.gateway.heartbeat_interval,
+    attestHead: (epoch, seq) => attestHead(trailKey, c.id, epoch, seq),
     syncRate: c.cache.sync.rate_limit,
     syncOrder: c.cache.sync.order,
     clock,

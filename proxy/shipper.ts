@@ -37,6 +37,8 @@ export interface ShipperOptions {
   ackTimeoutMs?: number;
   /** An idle stream sends an empty batch this often, reporting the highest seq (tamper evidence: the gateway knows the head). Default 30 s. */
   heartbeatMs?: number;
+  /** Attests each batch's highest_seq with the trail key (lib/trail.ts attestHead). */
+  attestHead?: (epoch: string, seq: bigint) => { mac: Uint8Array; keyId: string };
 }
 
 /** Largest batch in bytes, well under the gateway's message limit. */
@@ -386,6 +388,11 @@ export class Shipper {
       events: recs.map((r) => r.payload),
       highestSeq: o.cache.durableSeq,
     });
+    if (o.attestHead) {
+      const a = o.attestHead(batch.epoch, batch.highestSeq);
+      batch.headMac = a.mac;
+      batch.headKeyId = a.keyId;
+    }
     s.inflight.set(batchId, { seqs: recs.map((r) => r.seq), sentAt: o.clock.now(), heartbeat });
     s.lastSentAt = o.clock.now();
     s.call.write(batch);

@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TrailRequestSchema } from '../proto/gen/audit/v1/query_pb.js';
 import { verifyTrail } from '../gateway/verify-command.js';
-import { ChainMaker, TrailKeys, reportPasses, trailKey } from '../lib/trail.js';
+import { ChainMaker, TrailKeys, attestHead, reportPasses, trailKey } from '../lib/trail.js';
 import { encodeAuditEvent } from '../proxy/event-codec.js';
 import { IngestClient } from '../lib/grpc.js';
 import { EventBatchSchema, type BatchAck } from '../proto/gen/audit/v1/ingest_pb.js';
@@ -241,7 +241,8 @@ async function sameIdsToBoth(portA1: number, portA2: number, db: string): Promis
     ev.seq = BigInt(i + 1);
     return chain.link(ev, encodeAuditEvent);
   });
-  const batch = create(EventBatchSchema, { batchId: 1n, collectorId: 'dup', epoch: meta.sessionId, events, highestSeq: 1000n });
+  const head = attestHead(trailKey(Buffer.from(KEYS.DBAUDIT_TRAIL_KEY, 'base64')), 'dup', meta.sessionId, 1000n);
+  const batch = create(EventBatchSchema, { batchId: 1n, collectorId: 'dup', epoch: meta.sessionId, events, highestSeq: 1000n, headMac: head.mac, headKeyId: head.keyId });
   const send = (port: number): Promise<BatchAck> =>
     new Promise((resolve, reject) => {
       const client = new IngestClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());

@@ -117,6 +117,14 @@ export const MIGRATIONS: readonly Migration[] = [
       `COMMENT ON TABLE trail_seals IS 'dbaudit trail: per stored group, each event id with a digest of its row, under the gateway seal key'`,
     ],
   },
+  {
+    version: 4,
+    name: 'trail: the collector attestation of each reported head',
+    statements: [
+      `ALTER TABLE trail_heads ADD COLUMN head_mac bytea`,
+      `ALTER TABLE trail_heads ADD COLUMN head_key_id text NOT NULL DEFAULT ''`,
+    ],
+  },
 ];
 
 const DAY_MS = 86_400_000;

@@ -8,6 +8,7 @@ import { ManualClock } from '../../lib/clock.js';
 import { validateBatch } from '../../gateway/validate.js';
 import { EventBatchSchema } from '../../proto/gen/audit/v1/ingest_pb.js';
 import { EVENT_KINDS, makeEvent, newSessionMeta, type AuditEvent, type EventKind } from '../../proxy/events.js';
+import { attestHead } from '../../lib/trail.js';
 import { createMysqlTracker, DEFAULT_MYSQL_LIMITS, maxTrackerBuffered } from '../../proxy/mysql/tracker.js';
 import { maxBuffered } from '../../proxy/postgres/decoder.js';
 import { createPostgresTracker, DEFAULT_TRACKER_LIMITS } from '../../proxy/postgres/tracker.js';
@@ -192,7 +193,8 @@ export function ingestSeeds(): Input[] {
     }
     return toBinary(AuditEventSchema, ev);
   });
-  const batch = create(EventBatchSchema, { batchId: 1n, collectorId: 'fuzz', epoch: meta.sessionId, events, highestSeq: BigInt(events.length) });
+  const head = attestHead(undefined, 'fuzz', meta.sessionId, BigInt(events.length));
+  const batch = create(EventBatchSchema, { batchId: 1n, collectorId: 'fuzz', epoch: meta.sessionId, events, highestSeq: BigInt(events.length), headMac: head.mac, headKeyId: head.keyId });
   return [[{ dir: 0, bytes: Buffer.from(toBinary(EventBatchSchema, batch)) }]];
 }
 

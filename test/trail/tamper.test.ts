@@ -258,6 +258,44 @@ describe('tamper evidence: dbaudit verify against a PostgreSQL store', { skip: s
     }
   });
 
+  test('a deleted tail hidden by lowering the recorded head is a break at the head: the collector attested the real one', async () => {
+    const [head] = await sql<{ highest_seq: string; head_key_id: string }>('SELECT highest_seq::text AS highest_seq, head_key_id FROM trail_heads WHERE collector_id = $1 AND epoch = $2', ['e2e', epoch]);
+    assert.deepEqual(head, { highest_seq: String(last), head_key_id: trailKey(trailKeyBytes).id });
+    await sql('DELETE FROM events WHERE collector_id = $1 AND epoch = $2 AND seq >= $3', ['e2e', epoch, String(last - 1n)]);
+    await sql('UPDATE trail_heads SET highest_seq = $3 WHERE collector_id = $1 AND epoch = $2', ['e2e', epoch, String(last - 2n)]);
+    try {
+      const r = await verify();
+      assert.equal(r.code, 1);
+      assert.deepEqual(r.epochs.map((e) => [e.epoch, e.highest_reported, e.missing, e.chain_breaks.map((b) => [b.seq, b.problem])]), [
+        [epoch, String(last - 2n), [], [[String(last - 2n), `the reported head (highest seq ${last - 2n}) attestation does not match (altered): the collector did not report it so`]]],
+      ]);
+      // The gateway's own walk reads the same rows and finds the same break.
+      const [report] = await stack.gateway.trail.pass();
+      assert.deepEqual(report.breaks.map((b) => b.seq), [last - 2n]);
+    } finally {
+      await sql('UPDATE trail_heads SET highest_seq = $3 WHERE collector_id = $1 AND epoch = $2', ['e2e', epoch, String(last)]);
+      await restore();
+    }
+    assert.equal((await verify()).code, 0);
+  });
+
+  test('a retention record forged in the store to explain a deleted event explains nothing and is a break', async () => {
+    await sql('DELETE FROM events WHERE collector_id = $1 AND epoch = $2 AND seq = 5', ['e2e', epoch]);
+    const sequences = JSON.stringify([{ collector_id: 'e2e', epoch, first_seq: '5', last_seq: '5', events: 1 }]);
+    await sql(`INSERT INTO dropped_partitions (partition_name, cutoff_us, events, sequences, dropped_by) VALUES ('events_20000101', 0, 1, $1, 'gw-trail')`, [sequences]);
+    try {
+      const r = await verify();
+      assert.equal(r.code, 1);
+      assert.deepEqual(r.epochs.map((e) => [e.missing, e.chain_breaks.map((b) => [b.seq, b.problem])]), [
+        [[{ from: '5', to: '5' }], [['5', 'the retention record for seqs 5 carries no attestation: it explains nothing']]],
+      ]);
+    } finally {
+      await sql(`DELETE FROM dropped_partitions WHERE partition_name = 'events_20000101'`);
+      await restore();
+    }
+    assert.equal((await verify()).code, 0);
+  });
+
   test('--collector narrows the trail; an unknown collector has no epochs and passes', async () => {
     const r = await verify(['--collector', 'nobody']);
     assert.deepEqual({ code: r.code, epochs: r.epochs.length }, { code: 0, epochs: 0 });

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file audit/v1/ingest.proto.
  */
 export const file_audit_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("ChVhdWRpdC92MS9pbmdlc3QucHJvdG8SEGRiYXVkaXQuYXVkaXQudjEiaAoKRXZlbnRCYXRjaBIQCghiYXRjaF9pZBgBIAEoBBIUCgxjb2xsZWN0b3JfaWQYAiABKAkSDQoFZXBvY2gYAyABKAkSDgoGZXZlbnRzGAQgAygMEhMKC2hpZ2hlc3Rfc2VxGAUgASgEImEKCEJhdGNoQWNrEhAKCGJhdGNoX2lkGAEgASgEEg4KBnN0b3JlZBgCIAEoDRISCgpkdXBsaWNhdGVzGAMgASgNEhAKCHJlamVjdGVkGAQgASgNEg0KBWVycm9yGAUgASgJMlcKDUluZ2VzdFNlcnZpY2USRgoGU3RyZWFtEhwuZGJhdWRpdC5hdWRpdC52MS5FdmVudEJhdGNoGhouZGJhdWRpdC5hdWRpdC52MS5CYXRjaEFjaygBMAFiBnByb3RvMw");
+  fileDesc("ChVhdWRpdC92MS9pbmdlc3QucHJvdG8SEGRiYXVkaXQuYXVkaXQudjEijwEKCkV2ZW50QmF0Y2gSEAoIYmF0Y2hfaWQYASABKAQSFAoMY29sbGVjdG9yX2lkGAIgASgJEg0KBWVwb2NoGAMgASgJEg4KBmV2ZW50cxgEIAMoDBITCgtoaWdoZXN0X3NlcRgFIAEoBBIQCghoZWFkX21hYxgGIAEoDBITCgtoZWFkX2tleV9pZBgHIAEoCSJhCghCYXRjaEFjaxIQCghiYXRjaF9pZBgBIAEoBBIOCgZzdG9yZWQYAiABKA0SEgoKZHVwbGljYXRlcxgDIAEoDRIQCghyZWplY3RlZBgEIAEoDRINCgVlcnJvchgFIAEoCTJXCg1Jbmdlc3RTZXJ2aWNlEkYKBlN0cmVhbRIcLmRiYXVkaXQuYXVkaXQudjEuRXZlbnRCYXRjaBoaLmRiYXVkaXQuYXVkaXQudjEuQmF0Y2hBY2soATABYgZwcm90bzM");
 
 /**
  * @generated from message dbaudit.audit.v1.EventBatch
@@ -47,6 +47,19 @@ export type EventBatch = Message<"dbaudit.audit.v1.EventBatch"> & {
    * @generated from field: uint64 highest_seq = 5;
    */
   highestSeq: bigint;
+
+  /**
+   * highest_seq attested by the collector's trail key (lib/trail.ts
+   * headMac), so a store edit cannot lower it to hide a deleted tail.
+   *
+   * @generated from field: bytes head_mac = 6;
+   */
+  headMac: Uint8Array;
+
+  /**
+   * @generated from field: string head_key_id = 7;
+   */
+  headKeyId: string;
 };
 
 /**

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file audit/v1/query.proto.
  */
 export const file_audit_v1_query: GenFile = /*@__PURE__*/
-  fileDesc("ChRhdWRpdC92MS9xdWVyeS5wcm90bxIQZGJhdWRpdC5hdWRpdC52MSJPCgxUcmFpbFJlcXVlc3QSFAoMY29sbGVjdG9yX2lkGAEgASgJEikKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIsCghTZXFSYW5nZRIQCghmcm9tX3NlcRgBIAEoBBIOCgZ0b19zZXEYAiABKAQieAoKVHJhaWxFcG9jaBIUCgxjb2xsZWN0b3JfaWQYASABKAkSDQoFZXBvY2gYAiABKAkSGAoQaGlnaGVzdF9yZXBvcnRlZBgDIAEoBBIrCgdkcm9wcGVkGAQgAygLMhouZGJhdWRpdC5hdWRpdC52MS5TZXFSYW5nZSJlCgpUcmFpbEV2ZW50EgsKA3NlcRgBIAEoBBILCgNyYXcYAiABKAwSFAoMZGVsaXZlcmVkX2J5GAMgASgJEhYKDnJlY2VpdmVkX2F0X21zGAQgASgDEg8KB3NlYWxfaWQYBSABKAkidgoLU3RvcmFnZVNlYWwSDwoHc2VhbF9pZBgBIAEoCRISCgpnYXRld2F5X2lkGAIgASgJEg4KBmtleV9pZBgDIAEoCRIUCgxzZWFsZWRfYXRfbXMYBCABKAMSDwoHZW50cmllcxgFIAEoDBILCgNtYWMYBiABKAwilQEKClRyYWlsQ2h1bmsSKwoFZXBvY2gYASABKAsyHC5kYmF1ZGl0LmF1ZGl0LnYxLlRyYWlsRXBvY2gSLAoGZXZlbnRzGAIgAygLMhwuZGJhdWRpdC5hdWRpdC52MS5UcmFpbEV2ZW50EiwKBXNlYWxzGAMgAygLMh0uZGJhdWRpdC5hdWRpdC52MS5TdG9yYWdlU2VhbCLaAQoNU2VhcmNoUmVxdWVzdBIpCgVzaW5jZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHVzZXIYAyABKAkSEAoIZGF0YWJhc2UYBCABKAkSEgoKc2Vzc2lvbl9pZBgFIAEoCRIMCgRraW5kGAYgASgJEgwKBHRleHQYByABKAkSDQoFbGltaXQYCCABKA0SFAoMY29sbGVjdG9yX2lkGAkgASgJIj4KDlNlYXJjaFJlc3BvbnNlEiwKBmV2ZW50cxgBIAMoCzIcLmRiYXVkaXQuYXVkaXQudjEuQXVkaXRFdmVudDKkAQoMUXVlcnlTZXJ2aWNlEksKBlNlYXJjaBIfLmRiYXVkaXQuYXVkaXQudjEuU2VhcmNoUmVxdWVzdBogLmRiYXVkaXQuYXVkaXQudjEuU2VhcmNoUmVzcG9uc2USRwoFVHJhaWwSHi5kYmF1ZGl0LmF1ZGl0LnYxLlRyYWlsUmVxdWVzdBocLmRiYXVkaXQuYXVkaXQudjEuVHJhaWxDaHVuazABYgZwcm90bzM", [file_audit_v1_event, file_google_protobuf_timestamp]);
+  fileDesc("ChRhdWRpdC92MS9xdWVyeS5wcm90bxIQZGJhdWRpdC5hdWRpdC52MSJPCgxUcmFpbFJlcXVlc3QSFAoMY29sbGVjdG9yX2lkGAEgASgJEikKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJJCghTZXFSYW5nZRIQCghmcm9tX3NlcRgBIAEoBBIOCgZ0b19zZXEYAiABKAQSCwoDbWFjGAMgASgMEg4KBmtleV9pZBgEIAEoCSKfAQoKVHJhaWxFcG9jaBIUCgxjb2xsZWN0b3JfaWQYASABKAkSDQoFZXBvY2gYAiABKAkSGAoQaGlnaGVzdF9yZXBvcnRlZBgDIAEoBBIrCgdkcm9wcGVkGAQgAygLMhouZGJhdWRpdC5hdWRpdC52MS5TZXFSYW5nZRIQCghoZWFkX21hYxgFIAEoDBITCgtoZWFkX2tleV9pZBgGIAEoCSJlCgpUcmFpbEV2ZW50EgsKA3NlcRgBIAEoBBILCgNyYXcYAiABKAwSFAoMZGVsaXZlcmVkX2J5GAMgASgJEhYKDnJlY2VpdmVkX2F0X21zGAQgASgDEg8KB3NlYWxfaWQYBSABKAkidgoLU3RvcmFnZVNlYWwSDwoHc2VhbF9pZBgBIAEoCRISCgpnYXRld2F5X2lkGAIgASgJEg4KBmtleV9pZBgDIAEoCRIUCgxzZWFsZWRfYXRfbXMYBCABKAMSDwoHZW50cmllcxgFIAEoDBILCgNtYWMYBiABKAwilQEKClRyYWlsQ2h1bmsSKwoFZXBvY2gYASABKAsyHC5kYmF1ZGl0LmF1ZGl0LnYxLlRyYWlsRXBvY2gSLAoGZXZlbnRzGAIgAygLMhwuZGJhdWRpdC5hdWRpdC52MS5UcmFpbEV2ZW50EiwKBXNlYWxzGAMgAygLMh0uZGJhdWRpdC5hdWRpdC52MS5TdG9yYWdlU2VhbCLaAQoNU2VhcmNoUmVxdWVzdBIpCgVzaW5jZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHVzZXIYAyABKAkSEAoIZGF0YWJhc2UYBCABKAkSEgoKc2Vzc2lvbl9pZBgFIAEoCRIMCgRraW5kGAYgASgJEgwKBHRleHQYByABKAkSDQoFbGltaXQYCCABKA0SFAoMY29sbGVjdG9yX2lkGAkgASgJIj4KDlNlYXJjaFJlc3BvbnNlEiwKBmV2ZW50cxgBIAMoCzIcLmRiYXVkaXQuYXVkaXQudjEuQXVkaXRFdmVudDKkAQoMUXVlcnlTZXJ2aWNlEksKBlNlYXJjaBIfLmRiYXVkaXQuYXVkaXQudjEuU2VhcmNoUmVxdWVzdBogLmRiYXVkaXQuYXVkaXQudjEuU2VhcmNoUmVzcG9uc2USRwoFVHJhaWwSHi5kYmF1ZGl0LmF1ZGl0LnYxLlRyYWlsUmVxdWVzdBocLmRiYXVkaXQuYXVkaXQudjEuVHJhaWxDaHVuazABYgZwcm90bzM", [file_audit_v1_event, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message dbaudit.audit.v1.TrailRequest
@@ -56,6 +56,18 @@ export type SeqRange = Message<"dbaudit.audit.v1.SeqRange"> & {
    * @generated from field: uint64 to_seq = 2;
    */
   toSeq: bigint;
+
+  /**
+   * For a retention drop: attested by the dropping gateway's seal key.
+   *
+   * @generated from field: bytes mac = 3;
+   */
+  mac: Uint8Array;
+
+  /**
+   * @generated from field: string key_id = 4;
+   */
+  keyId: string;
 };
 
 /**
@@ -93,6 +105,18 @@ export type TrailEpoch = Message<"dbaudit.audit.v1.TrailEpoch"> & {
    * @generated from field: repeated dbaudit.audit.v1.SeqRange dropped = 4;
    */
   dropped: SeqRange[];
+
+  /**
+   * highest_reported as the collector attested it.
+   *
+   * @generated from field: bytes head_mac = 5;
+   */
+  headMac: Uint8Array;
+
+  /**
+   * @generated from field: string head_key_id = 6;
+   */
+  headKeyId: string;
 };
 
 /**
