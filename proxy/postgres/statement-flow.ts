@@ -2,9 +2,13 @@ import { POSTGRES, POSTGRES_BACKSLASH, SqlLexer, StatementSpan, nextStatement } 
 import type { TrackerOptions } from '../protocol.js';
 import { WireReader } from '../wire/reader.js';
 import { clientOp } from './client-ops.js';
-import { Backend, TARGET_STATEMENT, parseCommandTag, parseErrorFields, type CommandTag, type ErrorFields } from './messages.js';
+import { Backend, ErrorFields, TARGET_STATEMENT, parseCommandTag, parseErrorFields, type CommandTag } from './messages.js';
 import { BoundedMap, Op, Portal, PortalRun, RingQueue, StatementText, UNKNOWN_STATEMENT, type PendingOp } from './pending.js';
 import { Unfinished, type StatementRecorder } from './statements.js';
+
+/** A Query string that mentions a password; its error is masked as the pipeline masks the error of a statement that carried one. */
+const CARRIES_PASSWORD = /password|identified/i;
+const MASKED_ERROR = '<masked: error of a statement that carried a password>';
 
 export interface FlowLimits {
   pendingOps: number;
@@ -240,7 +244,9 @@ export class StatementFlow {
     if (head === undefined) return true;
     switch (head.kind) {
       case Op.Query:
-        if (!head.done) this.#queryStatement(head, '', head.rows, f, '');
+        // PostgreSQL parses the whole string first: a syntax error in a later statement comes back on the first,
+        // quoting the text near it, so a password anywhere in the string masks the error.
+        if (!head.done) this.#queryStatement(head, '', head.rows, CARRIES_PASSWORD.test(head.sql) ? new ErrorFields(f.severity, f.code, MASKED_ERROR) : f, '');
         head.done = true; // the rest of the string does not run
         return true;
       case Op.FunctionCall:
