@@ -35,6 +35,19 @@ export const MASKED_PASSWORD = "'***'";
 /** What a statement that cannot be tokenized becomes in `literals` mode. */
 export const MASKED_STATEMENT = '<masked: unparseable statement>';
 
+/** A quoted fragment of a server error message: PostgreSQL quotes values with "…", MySQL with '…'. */
+const QUOTED_IN_ERROR = /"(?:[^"]|"")*"|'(?:[^'\\]|\\.|'')*'/g;
+
+/**
+ * A server error message with every quoted fragment replaced by `?`. For a
+ * statement run with bound values while audit.log_parameters is off: the
+ * server quotes values back ("invalid input syntax for type integer:
+ * \"…\"", "Duplicate entry '…'"), and the values must not reach the event.
+ */
+export function maskQuotedValues(message: string): string {
+  return message.replace(QUOTED_IN_ERROR, '?');
+}
+
 /** Words after which a '-' followed by a number is a sign (a value can follow them). */
 const SIGN_AFTER = new Set(['SELECT', 'WHERE', 'AND', 'OR', 'NOT', 'THEN', 'ELSE', 'WHEN', 'RETURN', 'VALUES', 'LIMIT', 'OFFSET', 'BY', 'IN', 'IS', 'BETWEEN', 'CASE', 'ON', 'SET', 'HAVING', 'DEFAULT', 'LIKE', 'ILIKE', 'ANY', 'ALL', 'SOME', 'RETURNING', 'INTERVAL', 'TO', 'FROM', 'WITH']);
 

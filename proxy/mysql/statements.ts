@@ -1,9 +1,12 @@
 import type { Clock } from '../../lib/clock.js';
 import { redactMysql } from '../../lib/redact-mysql.js';
-import type { RedactMode } from '../../lib/redact.js';
+import { maskQuotedValues, type RedactMode } from '../../lib/redact.js';
 import { EventKind, makeEvent, type AuditEvent, type SessionMeta } from '../events.js';
 import { StatementText } from '../postgres/pending.js';
 import { classifyMysql } from './classify.js';
+
+/** A bound-value placeholder in the statement text. */
+const PLACEHOLDER = /\?/;
 
 export { StatementText };
 
@@ -78,7 +81,8 @@ export class MysqlStatementRecorder {
     if (err !== null) {
       ev.errorCode = String(err.code);
       ev.sqlstate = err.sqlstate;
-      ev.errorMessage = err.message;
+      // Without log_parameters the bound values stay out of the event, also where the server quotes them in its error.
+      ev.errorMessage = !this.#logParameters && PLACEHOLDER.test(st.text) ? maskQuotedValues(err.message) : err.message;
       ev.errorSeverity = 'ERROR';
     } else if (unfinished !== '') {
       ev.reason = unfinished;

@@ -1,10 +1,13 @@
 import type { Clock } from '../../lib/clock.js';
-import { redactSqlAs, type RedactMode } from '../../lib/redact.js';
+import { maskQuotedValues, redactSqlAs, type RedactMode } from '../../lib/redact.js';
 import { POSTGRES, POSTGRES_BACKSLASH, type SqlDialect } from '../../lib/sql-lexer.js';
 import { EventKind, makeEvent, type AuditEvent, type SessionMeta } from '../events.js';
 import { classifyStatement } from './classify.js';
 import type { ErrorFields } from './messages.js';
 import { StatementText, type PendingOp } from './pending.js';
+
+/** A bound-value placeholder in the statement text. */
+const PLACEHOLDER = /\$[0-9]/;
 
 /** Why a statement event carries no server result. */
 export const Unfinished = {
@@ -90,7 +93,8 @@ export class StatementRecorder {
     if (err !== null) {
       ev.errorCode = err.code;
       ev.sqlstate = err.code;
-      ev.errorMessage = err.message;
+      // Without log_parameters the bound values stay out of the event, also where the server quotes them in its error.
+      ev.errorMessage = !this.#logParameters && PLACEHOLDER.test(st.text) ? maskQuotedValues(err.message) : err.message;
       ev.errorSeverity = err.severity;
     } else if (unfinished !== '') {
       ev.reason = unfinished;

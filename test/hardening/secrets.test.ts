@@ -57,3 +57,65 @@ describe('MySQL: a password in a later statement of a multi-statement query', { 
     }
   });
 });
+
+describe('bound values stay out of the event without log_parameters, also where the server quotes them in its error', () => {
+  test('PostgreSQL: select $1::int with a bad value: the error keeps its words, the value becomes ?', { skip: skipUnless('postgres') }, async () => {
+    const server = await sharedPostgres({ pgaudit: true, passwordAuth: true });
+    const stack = await startStack(`${server.host}:${server.port}`, { 'audit.redact': 'none' });
+    try {
+      const db = await server.createDatabase('secret-param');
+      const c = new pg.Client({ host: stack.proxyHost, port: stack.proxyPort, user: 'postgres', database: db });
+      await c.connect();
+      await assert.rejects(c.query('select $1::int', [SECRET]), (err: Error) => err.message.includes(SECRET));
+      await c.end();
+      const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end'), { database: db });
+      assert.deepEqual(
+        evs.filter((e) => e.kind === 'statement').map((e) => [e.statement, e.sqlstate, e.errorMessage, e.parameters]),
+        [['select $1::int', '22P02', 'invalid input syntax for type integer: ?', []]],
+      );
+      for (const e of evs) assert.ok(!eventJson(e).includes(SECRET), `${e.kind} event holds the value: ${eventJson(e)}`);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  test('MySQL: a prepared INSERT of a duplicate key: "Duplicate entry ? for key ?"', { skip: skipUnless('mariadb') }, async () => {
+    const m = await sharedMariadb();
+    const stack = await startStack(`${m.host}:${m.port}`, { 'collector.protocol': 'mysql', 'audit.redact': 'none' });
+    try {
+      const db = await m.createDatabase('secret_param');
+      const c = await mysql.createConnection({ host: '127.0.0.1', port: stack.proxyPort, user: m.tcpUser.name, password: m.tcpUser.password, database: db });
+      await c.query('CREATE TABLE t (id varchar(40) PRIMARY KEY)');
+      await c.execute('INSERT INTO t VALUES (?)', [SECRET]);
+      await assert.rejects(c.execute('INSERT INTO t VALUES (?)', [SECRET]), (err: Error) => err.message.includes(SECRET));
+      await c.end();
+      const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end'), { database: db });
+      assert.deepEqual(
+        evs.filter((e) => e.kind === 'statement' && e.errorCode !== '').map((e) => [e.statement, e.errorCode, e.errorMessage]),
+        [['INSERT INTO t VALUES (?)', '1062', 'Duplicate entry ? for key ?']],
+      );
+      for (const e of evs) assert.ok(!eventJson(e).includes(SECRET), `${e.kind} event holds the value: ${eventJson(e)}`);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  test('with log_parameters on, the values are recorded and the error is left whole', { skip: skipUnless('postgres') }, async () => {
+    const server = await sharedPostgres({ pgaudit: true, passwordAuth: true });
+    const stack = await startStack(`${server.host}:${server.port}`, { 'audit.redact': 'none', 'audit.log_parameters': true });
+    try {
+      const db = await server.createDatabase('param-logged');
+      const c = new pg.Client({ host: stack.proxyHost, port: stack.proxyPort, user: 'postgres', database: db });
+      await c.connect();
+      await assert.rejects(c.query('select $1::int', ['x1']));
+      await c.end();
+      const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end'), { database: db });
+      assert.deepEqual(
+        evs.filter((e) => e.kind === 'statement').map((e) => [e.errorMessage, e.parameters]),
+        [['invalid input syntax for type integer: "x1"', ['x1']]],
+      );
+    } finally {
+      await stack.close();
+    }
+  });
+});
