@@ -1,19 +1,23 @@
 // The chaos run (`npm run chaos`): real processes on loopback — PostgreSQL
 // (pgaudit on), two proxies in front of it (active-active), two region-A
 // gateways sharing a PostgreSQL store, one region-B gateway, replication
-// both ways — under a steady pgbench load, through five failure scenarios.
+// both ways — under a steady pgbench load, through five failure scenarios,
+// and a sixth: the region-A outage again, through a third proxy whose cache
+// is small enough to evict (verify must report exactly the evicted ranges,
+// each covered by a loss event).
 // After each, what PostgreSQL executed (pgaudit) is reconciled with what each
 // region stored, and `dbaudit verify` checks the trail of both regions
 // (every seq held or explained, every chain link and seal intact).
 // Env: CHAOS_OUTAGE_S (60), CHAOS_CLIENTS (per proxy, 8),
-// CHAOS_SCENARIOS (e.g. "1,3"). Prints one table; exits 1 if a target fails.
+// CHAOS_SCENARIOS (e.g. "1,3"; default 1-6), CHAOS_EVICT_CACHE (scenario 6's
+// collector.cache.max_size, 64KB). Prints one table; exits 1 if a target fails.
 import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TrailRequestSchema } from '../proto/gen/audit/v1/query_pb.js';
 import { verifyTrail } from '../gateway/verify-command.js';
-import { ChainMaker, TrailKeys, attestHead, reportPasses, trailKey } from '../lib/trail.js';
+import { ChainMaker, TrailKeys, attestHead, reportPasses, trailKey, type EpochReport } from '../lib/trail.js';
 import { encodeAuditEvent } from '../proxy/event-codec.js';
 import { IngestClient } from '../lib/grpc.js';
 import { EventBatchSchema, type BatchAck } from '../proto/gen/audit/v1/ingest_pb.js';
@@ -30,6 +34,8 @@ export interface ScenarioResult {
   lost: number;
   /** Missing events explained by statements in flight at a proxy kill (results no client received). */
   inFlight: number;
+  /** Scenario 6: events the small cache evicted (its dbaudit_cache_dropped_events_total). */
+  evicted?: number;
   twice: number;
   rtoMs?: number;
   rpoP50Ms: number;
@@ -46,6 +52,9 @@ export interface TrailVerdict {
   events: number;
   gaps: number;
   breaks: number;
+  /** Seqs explained by loss events (evicted or corrupt at a collector), and by retention. */
+  byLoss: number;
+  byRetention: number;
   /** The first few findings, for the log. */
   findings: string[];
 }
@@ -63,14 +72,32 @@ async function verdictOf(port: number, keys: TrailKeys): Promise<TrailVerdict> {
     events: reports.reduce((n, r) => n + r.held, 0),
     gaps: reports.reduce((n, r) => n + r.missing.length, 0),
     breaks: reports.reduce((n, r) => n + r.breaks.length, 0),
+    byLoss: explainedBy(reports, 'loss event'),
+    byRetention: explainedBy(reports, 'retention'),
     findings: findings.slice(0, 5),
   };
+}
+
+function explainedBy(reports: readonly EpochReport[], by: string): number {
+  let n = 0n;
+  for (const r of reports) for (const e of r.explained) if (e.by === by) n += e.to - e.from + 1n;
+  return Number(n);
+}
+
+/** The sum of one counter's samples in a Prometheus text exposition. */
+async function counterOf(httpPort: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split('\n')) if (line.startsWith(name + '{') || line.startsWith(name + ' ')) n += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return n;
 }
 
 export interface ChaosOptions {
   outageMs: number;
   clients: number;
   scenarios: number[];
+  /** Scenario 6's cache bound (collector.cache.max_size). Default 64KB. */
+  evictCache?: string;
   log?: (line: string) => void;
 }
 
@@ -91,15 +118,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
     mkdirSync(gatewayKeys);
     writeFileSync(join(gatewayKeys, 'fleet.key'), KEYS.DBAUDIT_TRAIL_KEY);
     const auditorKeys = new TrailKeys([trailKey(Buffer.from(KEYS.DBAUDIT_TRAIL_KEY, 'base64')), trailKey(Buffer.from(KEYS.DBAUDIT_SEAL_KEY, 'base64'))]);
-    const [pA1, pA2, pB, pP1, pP2] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const [pA1, pA2, pB, pP1, pP2, pP3, hP3] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
     const gwArgs = (id: string, port: number, store: string, peers: number[]): string[] => [
       'gateway', '--listen', `127.0.0.1:${port}`, '--http', '127.0.0.1:0', '--store', store, '--data-dir', join(dir.dir, id),
       '--gateway.id', id, '--gateway.replicate_to', peers.map((p) => `127.0.0.1:${p}`).join(','),
       '--gateway.replication.retry.initial_delay', '200ms', '--gateway.replication.retry.max_delay', '1s', '--gateway.replication.retry.max_attempts', '2',
       '--gateway.trail.keys_dir', gatewayKeys,
     ];
-    const proxyArgs = (id: string, port: number, gateways: number[]): string[] => [
-      'proxy', '--listen', `127.0.0.1:${port}`, '--upstream', `127.0.0.1:${pgs.port}`, '--http', '127.0.0.1:0',
+    const proxyArgs = (id: string, port: number, gateways: number[], http = '127.0.0.1:0'): string[] => [
+      'proxy', '--listen', `127.0.0.1:${port}`, '--upstream', `127.0.0.1:${pgs.port}`, '--http', http,
       '--gateway', gateways.map((p) => `127.0.0.1:${p}`).join(','), '--cache-dir', join(dir.dir, id), '--collector.id', id,
       '--collector.cache.durability', 'write', '--collector.retry.initial_delay', '100ms', '--collector.retry.max_delay', '1s',
       '--collector.retry.max_attempts', '2', '--collector.gateway.failback_interval', '2s', '--collector.gateway.ack_timeout', '5s',
@@ -109,11 +136,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
     const gwB = new Proc('gw-b', gwArgs('gw-b', pB, urlB, [pA1, pA2]), pB);
     const p1 = new Proc('P1', proxyArgs('P1', pP1, [pA1, pA2]), pP1);
     const p2 = new Proc('P2', proxyArgs('P2', pP2, [pA2, pA1]), pP2);
+    // Scenario 6's proxy: a cache small enough that a region-A outage evicts.
+    const p3 = new Proc('P3', [...proxyArgs('P3', pP3, [pA1, pA2], `127.0.0.1:${hP3}`), '--collector.cache.max_size', opts.evictCache ?? '64KB'], pP3);
     procs.push(gwA1, gwA2, gwB, p1, p2);
     for (const p of procs) await p.start();
+    procs.push(p3);
     log(`chaos: PostgreSQL :${pgs.port}, gateways A :${pA1} :${pA2} (store ${auditA}), B :${pB} (store ${auditB}), proxies :${pP1} :${pP2}`);
 
-    const scenarios: Record<number, { name: string; fault: () => Promise<number | undefined>; proxyKill?: boolean }> = {
+    const scenarios: Record<number, { name: string; fault: () => Promise<number | undefined>; proxyKill?: boolean; evicting?: boolean }> = {
       1: {
         name: 'kill -9 of the primary gateway (A1), restart later',
         fault: async () => {
@@ -162,6 +192,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
           return undefined;
         },
       },
+      6: {
+        name: `region A's gateways stopped ${opts.outageMs / 1000}s, load through P3 whose cache (${opts.evictCache ?? '64KB'}) evicts`,
+        evicting: true,
+        fault: async () => {
+          await gwA1.stop();
+          await gwA2.stop();
+          await sleep(opts.outageMs);
+          await gwA1.start();
+          await gwA2.start();
+          return undefined;
+        },
+      },
     };
 
     const results: ScenarioResult[] = [];
@@ -169,7 +211,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
       const sc = scenarios[n];
       const auditFrom = pgs.logOffset();
       const since = Date.now();
-      const loads = [new Load(pP1, bench, opts.clients), new Load(pP2, bench, opts.clients)];
+      if (sc.evicting) await p3.start();
+      const loads = sc.evicting ? [new Load(pP3, bench, opts.clients)] : [new Load(pP1, bench, opts.clients), new Load(pP2, bench, opts.clients)];
       for (const l of loads) l.start();
       await sleep(3_000);
       log(`scenario ${n}: ${sc.name}`);
@@ -184,14 +227,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
       for (let i = 0, last = -1; i < 240; i++) {
         a = await storedSince(urlA, bench, since);
         b = await storedSince(urlB, bench, since);
-        if (a.size === b.size && a.size === last && a.size >= logged) break;
+        // Scenario 6: what the cache evicted never arrives.
+        const expected = logged - (sc.evicting ? await counterOf(hP3, 'dbaudit_cache_dropped_events_total') : 0);
+        if (a.size === b.size && a.size === last && a.size >= expected) break;
         last = a.size === b.size ? a.size : -1;
         await sleep(1_000);
       }
       const extraIds = n === 4 ? 1000 : 0;
       const inFlight = sc.proxyKill ? opts.clients : 0;
       const storedA = a.size - extraIds;
-      const missing = Math.max(0, logged - storedA);
+      // Scenario 6: statements whose events the cache evicted are accounted for by its loss events, not lost.
+      const evicted = sc.evicting ? await counterOf(hP3, 'dbaudit_cache_dropped_events_total') : undefined;
+      const missing = Math.max(0, logged - storedA - (evicted ?? 0));
       const lags: number[] = [];
       for (const [id, ra] of a) {
         const rb = b.get(id);
@@ -206,6 +253,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
         storedB: b.size - extraIds,
         lost: Math.max(0, missing - inFlight) + Math.max(0, a.size - b.size),
         inFlight: Math.min(missing, inFlight),
+        evicted,
         twice: Math.max(0, storedA - logged),
         rtoMs: rto,
         rpoP50Ms: percentile(lags, 50),
@@ -214,6 +262,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
         trailA: await verdictOf(pA2, auditorKeys),
         trailB: await verdictOf(pB, auditorKeys),
       };
+      if (sc.evicting) await p3.stop();
       log(JSON.stringify(r));
       results.push(r);
     }
@@ -262,21 +311,24 @@ async function sameIdsToBoth(portA1: number, portA2: number, db: string): Promis
 }
 
 export function formatResults(results: readonly ScenarioResult[]): string {
-  const head = '| scenario | executed (pgaudit) | stored A | stored B | lost | in flight at a proxy kill | stored twice | RTO | RPO p50 | RPO p99 | events/s | verify A | verify B |';
-  const sep = '|---|---|---|---|---|---|---|---|---|---|---|---|---|';
-  const v = (t: TrailVerdict): string => (t.ok ? `pass (${t.epochs} epochs, ${t.events} events)` : `FAIL (${t.gaps} gaps, ${t.breaks} breaks)`);
+  const head = '| scenario | executed (pgaudit) | stored A | stored B | lost | in flight at a proxy kill | evicted by the cache | stored twice | RTO | RPO p50 | RPO p99 | events/s | verify A | verify B |';
+  const sep = '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';
+  const v = (t: TrailVerdict): string =>
+    (t.ok ? `pass (${t.epochs} epochs, ${t.events} events` : `FAIL (${t.gaps} gaps, ${t.breaks} breaks`) + (t.byLoss > 0 ? `, ${t.byLoss} explained by loss events)` : ')');
   const ms = (v: number | undefined): string => (v === undefined ? '—' : Number.isNaN(v) ? 'n/a' : `${(v / 1000).toFixed(2)} s`);
-  const rows = results.map((r) => `| ${r.name} | ${r.logged} | ${r.storedA} | ${r.storedB} | ${r.lost} | ${r.inFlight} | ${r.twice} | ${ms(r.rtoMs)} | ${ms(r.rpoP50Ms)} | ${ms(r.rpoP99Ms)} | ${r.eventsPerSecond} | ${v(r.trailA)} | ${v(r.trailB)} |`);
+  const rows = results.map((r) => `| ${r.name} | ${r.logged} | ${r.storedA} | ${r.storedB} | ${r.lost} | ${r.inFlight} | ${r.evicted ?? '—'} | ${r.twice} | ${ms(r.rtoMs)} | ${ms(r.rpoP50Ms)} | ${ms(r.rpoP99Ms)} | ${r.eventsPerSecond} | ${v(r.trailA)} | ${v(r.trailB)} |`);
   return [head, sep, ...rows].join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const outageMs = Number(process.env.CHAOS_OUTAGE_S ?? 60) * 1000;
   const clients = Number(process.env.CHAOS_CLIENTS ?? 8);
-  const scenarios = (process.env.CHAOS_SCENARIOS ?? '1,2,3,4,5').split(',').map(Number);
-  const results = await runChaos({ outageMs, clients, scenarios });
+  const scenarios = (process.env.CHAOS_SCENARIOS ?? '1,2,3,4,5,6').split(',').map(Number);
+  const results = await runChaos({ outageMs, clients, scenarios, evictCache: process.env.CHAOS_EVICT_CACHE });
   console.log(`\nnpm run chaos (CHAOS_OUTAGE_S=${outageMs / 1000} CHAOS_CLIENTS=${clients})\n`);
   console.log(formatResults(results));
-  const bad = results.filter((r) => r.lost > 0 || r.twice > 0 || !r.trailA.ok || !r.trailB.ok || (r.rtoMs !== undefined && !(r.rtoMs < 5_000)));
+  const bad = results.filter(
+    (r) => r.lost > 0 || r.twice > 0 || !r.trailA.ok || !r.trailB.ok || (r.rtoMs !== undefined && !(r.rtoMs < 5_000)) || (r.evicted !== undefined && !(r.trailA.byLoss > 0 && r.trailA.byLoss <= r.evicted)),
+  );
   process.exit(bad.length === 0 ? 0 : 1);
 }
