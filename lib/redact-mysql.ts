@@ -26,6 +26,6 @@ export function mysqlDialect(noBackslashEscapes: boolean): SqlDialect {
 }
 
 /** `limit`: see redactSqlAs. */
-export function redactMysql(sql: string, mode: RedactMode, noBackslashEscapes = false, limit = 0): string {
-  return redactSqlAs(sql, mode, mysqlDialect(noBackslashEscapes), limit);
+export function redactMysql(sql: string, mode: RedactMode, noBackslashEscapes = false, limit = 0, cut = false): string {
+  return redactSqlAs(sql, mode, mysqlDialect(noBackslashEscapes), limit, cut);
 }

@@ -220,3 +220,32 @@ describe('redactSqlAs with a prefix limit (max_statement_bytes)', () => {
     assert.equal(redactSqlAs(`alter role r password 'p' ${'x '.repeat(1000)} 'open`, 'none', POSTGRES_BACKSLASH, 64), MASKED_STATEMENT);
   });
 });
+
+describe('redactSqlAs on the head of a statement too long to hold (cut)', () => {
+  it('any head of a statement: agrees with the full redaction up to the limit, and never holds a literal in literals mode', () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom("'s3cret'", '42', '-7', 'x', '$$s3cret$$', '/* c */', "E'\\''", ',', 'and', "'a''b'"), { maxLength: 60 }), fc.integer({ min: 1, max: 80 }), fc.nat(), (parts, limit, at) => {
+        const sql = `select ${parts.join(' ')}`;
+        const head = sql.slice(0, at % (sql.length + 1));
+        for (const mode of ['literals', 'none'] as const) {
+          const full = redactSqlAs(sql, mode, POSTGRES_BACKSLASH, limit);
+          const cut = redactSqlAs(head, mode, POSTGRES_BACKSLASH, limit, true);
+          if (mode === 'literals') assert.ok(!cut.includes('s3cret'), cut);
+          // What the head holds in full is redacted as in the whole statement (the last token may be cut short).
+          const n = Math.min(cut.length, full.length) - 12;
+          if (n > 0 && cut !== MASKED_STATEMENT) assert.equal(cut.slice(0, n), full.slice(0, n));
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('a head cut inside a string: literals keep ? for it, an open comment is dropped; none mode masks a head that mentions a password', () => {
+    assert.equal(redactSqlAs("insert into t values (1, 'abc", 'literals', POSTGRES_BACKSLASH, 0, true), 'insert into t values (?, ?');
+    assert.equal(redactSqlAs('select 1 /* long comm', 'literals', POSTGRES_BACKSLASH, 0, true), 'select ?');
+    assert.equal(redactSqlAs("alter role r password 'abc", 'none', POSTGRES_BACKSLASH, 0, true), MASKED_STATEMENT);
+    assert.equal(redactSqlAs("select 'abc", 'none', POSTGRES_BACKSLASH, 0, true), "select 'abc");
+    // Past the limit, a cut changes nothing: the prefix stands.
+    assert.equal(redactSqlAs(`select 1, ${'x, '.repeat(100)} 'open`, 'literals', POSTGRES_BACKSLASH, 16, true).slice(0, 12), 'select ?, x,');
+  });
+});

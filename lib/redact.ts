@@ -83,8 +83,13 @@ export function redactSql(sql: string, mode: RedactMode, dialect: SqlDialectName
  * longer than `limit` units (what follows cannot change what came before),
  * so a 64 MiB statement costs a lexing pass and the kept prefix. The rest is
  * still lexed: an unterminated token anywhere masks the statement whole.
+ * `cut`: `sql` is only the head of a longer statement (the rest streamed
+ * through unread), so a token left open at its end is cut, not
+ * unterminated: after the kept prefix it changes nothing; before it, in
+ * `literals` mode the open token ends the text as `?`, in `none` mode a
+ * statement that mentions a password is masked whole.
  */
-export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect, limit = 0): string {
+export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect, limit = 0, cut = false): string {
   if (mode === 'none' && !PASSWORD_HINT.test(sql)) return sql;
   let lex = lexers.get(dialect);
   if (lex === undefined) {
@@ -92,7 +97,7 @@ export function redactSqlAs(sql: string, mode: RedactMode, dialect: SqlDialect, 
     lexers.set(dialect, lex);
   }
   nestedBudget = NESTED_BUDGET;
-  return redactText(sql, mode, lex.reset(sql), 0, null, limit);
+  return redactText(sql, mode, lex.reset(sql), 0, null, limit, cut);
 }
 
 /**
@@ -115,7 +120,7 @@ const CLAUSE_STATEMENTS = ['CREATE', 'ALTER', 'SET', 'GRANT'];
  * top; for a string body (`depth` > 0, `none` mode only) it collects the
  * replacements instead of the text being whole-masked on an error.
  */
-function redactText(sql: string, mode: RedactMode, lex: SqlLexer, depth: number, nest: Nested | null, limit = 0): string {
+function redactText(sql: string, mode: RedactMode, lex: SqlLexer, depth: number, nest: Nested | null, limit = 0, cut = false): string {
   const hint = PASSWORD_HINT.test(sql);
   const literals = mode === 'literals';
   let out = '';
@@ -129,7 +134,11 @@ function redactText(sql: string, mode: RedactMode, lex: SqlLexer, depth: number,
     const t = lex.next();
     if (t === Tok.End) break;
     if (t === Tok.Error) {
-      if (nest === null) return literals || hint ? MASKED_STATEMENT : sql;
+      if (nest === null) {
+        // A head cut inside a token: an open comment is dropped (literals mode drops comments), anything else is a value.
+        if (cut && literals) return sql.charCodeAt(lex.start) === 0x2f /* / */ ? (out + sql.slice(copied, lex.start)).trimEnd() : out + sql.slice(copied, lex.start) + '?';
+        return literals || hint ? MASKED_STATEMENT : sql;
+      }
       // Inside a string body: what tokenized is kept (redacted), the rest is masked.
       if (hint) {
         nest.spans.push(lex.start, sql.length, MASKED_PASSWORD);
@@ -199,7 +208,7 @@ function redactText(sql: string, mode: RedactMode, lex: SqlLexer, depth: number,
       for (;;) {
         const rest = lex.next();
         if (rest === Tok.End) return prefix;
-        if (rest === Tok.Error) return nest === null && (literals || hint) ? MASKED_STATEMENT : prefix;
+        if (rest === Tok.Error) return nest === null && (literals || hint) && !cut ? MASKED_STATEMENT : prefix;
       }
     }
     prevSign = signMayFollow(t, lex);

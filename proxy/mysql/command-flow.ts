@@ -59,6 +59,8 @@ export class CommandFlow {
   readonly #queue: RingQueue<Command>;
   readonly #prepared: PreparedStatements;
   #pendingBytes = 0;
+  /** Counts the continuation packets of the head just delivered (a command too long to hold); null otherwise. */
+  #unread: ((bytes: number) => void) | null = null;
   /** Negotiated capabilities (client ∩ server) and MariaDB's extended ones. */
   caps = 0;
   mariaCaps = 0;
@@ -107,6 +109,7 @@ export class CommandFlow {
   // ---- client → server ----
 
   clientWants(first: number, length: number, seq: number): number {
+    this.#unread = null;
     const h = this.#queue.peek();
     if (h !== undefined && h.state === Resp.Infile) {
       if (seq !== this.seq.next) return this.#stop(FlowAnomaly.OutOfSync, `LOAD DATA packet with sequence ${seq}, expected ${this.seq.next}`);
@@ -118,14 +121,25 @@ export class CommandFlow {
     return BIG.has(first) ? this.#limits.statement : this.#limits.control;
   }
 
+  /** May this command be delivered as its head when it is too long to hold (`PacketSink.canHead`)? */
+  canHead(first: number): boolean {
+    return this.clientPeek && BIG.has(first);
+  }
+
   clientSkipped(bytes: number, more: boolean): void {
+    if (more && this.#unread !== null) {
+      this.#unread(bytes);
+      return;
+    }
     const h = this.#queue.peek();
     if (h === undefined || h.state !== Resp.Infile) return;
     h.infileBytes += bytes;
     if (!more) h.infilePackets++;
   }
 
-  clientPacket(buf: Buffer, start: number, end: number): boolean {
+  /** A client packet; `declared` >= 0: only the head of a longer command (its first packet's payload is that long). */
+  clientPacket(buf: Buffer, start: number, end: number, declared = -1): boolean {
+    if (declared >= 0) return this.#clientHead(buf, start, end, declared - (end - start));
     const h = this.#queue.peek();
     if (h !== undefined && h.state === Resp.Infile) {
       h.state = Resp.First; // the empty packet: the server answers OK or ERR
@@ -157,6 +171,38 @@ export class CommandFlow {
         if (typeof c === 'string') return this.#bad(c);
         if (c === null) return this.#stop(FlowAnomaly.UnknownCommand, `command 0x${com.toString(16)}`) !== Want.Stop;
         return this.#enqueue(c);
+      }
+    }
+  }
+
+  /**
+   * The head of a command too long to hold; `unread` bytes of its first
+   * packet stream through, and any continuation packets after them
+   * (`clientSkipped`): the statement keeps the head of its text and the
+   * whole length, an execute its statement and the values the head holds,
+   * long data its byte count.
+   */
+  #clientHead(buf: Buffer, start: number, end: number, unread: number): boolean {
+    const com = buf[start];
+    const r = this.#r.reset(buf, start + 1, end);
+    switch (com) {
+      case Com.Query:
+      case Com.StmtPrepare: {
+        const c = simpleCommand(com, r, this.#opts.clock);
+        if (c === null || typeof c === 'string') return this.#bad(typeof c === 'string' ? c : 'COM_QUERY');
+        c.sqlCut = unread;
+        this.#unread = (n) => (c.sqlCut += n);
+        return this.#enqueue(c);
+      }
+      case Com.StmtSendLongData: {
+        const count = this.#prepared.longDataHead(r, unread);
+        if (count === null) return this.#bad('COM_STMT_SEND_LONG_DATA');
+        this.#unread = count;
+        return true;
+      }
+      default: {
+        const c = this.#prepared.execute(com, r, this.#opts, true);
+        return c === null ? this.#bad('COM_STMT_EXECUTE') : this.#enqueue(c);
       }
     }
   }
@@ -304,7 +350,7 @@ export class CommandFlow {
     const cols = u16(r);
     const params = u16(r);
     if (!r.ok) return this.#bad('COM_STMT_PREPARE OK');
-    this.#prepared.add(id, this.#rec.text(h.sql, h.sqlBytes), params);
+    this.#prepared.add(id, this.#rec.text(h.sql, h.sqlBytes, h.sqlCut), params);
     h.prepColumns = cols;
     if (params > 0) {
       h.state = Resp.PrepParams;

@@ -47,6 +47,14 @@ export interface PacketSink {
   onPacket(seq: number, buf: Buffer, start: number, end: number): boolean;
   /** Payload bytes skipped (`more`: continuation packets of the same message). */
   onSkipped(first: number, bytes: number, more: boolean): void;
+  /**
+   * May a message starting with `first` that is over its cap (or longer
+   * than one packet) be delivered as its head? Then `onPacket` gets the
+   * first `cap` payload bytes (`PacketDecoder.declared` is the first
+   * packet's whole length), and the rest of that packet and every
+   * continuation stream through, reported to `onSkipped`.
+   */
+  canHead?(first: number): boolean;
   onDecodeError(reason: string, detail: string): void;
 }
 
@@ -74,6 +82,10 @@ export class PacketDecoder implements FrameHandler {
   /** A message of several packets being joined. */
   #asm: Buffer;
   #asmLen: number;
+  /** Bytes after the delivered head of the packet in flight (FrameHandler). */
+  tail: number;
+  /** Payload length of the first packet when only a head of the message is delivered; -1 when whole. */
+  declared: number;
 
   constructor(sink: PacketSink, seq: SeqCounter = new SeqCounter()) {
     this.#sink = sink;
@@ -87,6 +99,8 @@ export class PacketDecoder implements FrameHandler {
     this.#cap = 0;
     this.#asm = EMPTY;
     this.#asmLen = 0;
+    this.tail = 0;
+    this.declared = -1;
   }
 
   push(chunk: Buffer): DecodeResult {
@@ -120,6 +134,8 @@ export class PacketDecoder implements FrameHandler {
     const len = buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16);
     const seq = buf[at + 3];
     const peeked = this.#hs === 5;
+    this.tail = 0;
+    this.declared = -1;
     if (this.#cont !== Cont.None) {
       if (seq !== ((this.#prevSeq + 1) & 0xff)) return this.#error(DecodeError.OutOfSync, `continuation packet with sequence ${seq} after ${this.#prevSeq}`);
       this.#prevSeq = seq;
@@ -146,6 +162,14 @@ export class PacketDecoder implements FrameHandler {
       this.#sink.onSkipped(first, len, false);
       if (this.#more) this.#cont = Cont.Skip;
       return frameSkip(body);
+    }
+    if ((len > w || this.#more) && this.#sink.canHead?.(first) === true) {
+      // Too long to hold: the head is delivered, the rest (and any continuation) streams through unread.
+      const head = len > w ? w : len;
+      this.tail = len - head;
+      this.declared = len;
+      if (this.#more) this.#cont = Cont.Skip;
+      return peeked ? head - 1 : head;
     }
     if (len > w) return this.#error(DecodeError.Oversized, `message of ${len}+ bytes over the ${w}-byte cap`);
     if (this.#more) {

@@ -1,7 +1,7 @@
 import { MYSQL_NO_BACKSLASH } from '../../lib/redact-mysql.js';
 import { MYSQL, SqlLexer, StatementSpan, nextStatement } from '../../lib/sql-lexer.js';
 import { EventKind, makeEvent } from '../events.js';
-import { UNKNOWN_STATEMENT } from '../postgres/pending.js';
+import { UNKNOWN_STATEMENT, type StatementText } from '../postgres/pending.js';
 import type { TrackerOptions } from '../protocol.js';
 import { commandOf } from './classify.js';
 import { useTarget } from './client-commands.js';
@@ -29,6 +29,11 @@ export class Outcomes {
     this.#rec = rec;
   }
 
+  /** `text` of `h` as the audit keeps it; the part that ends a head (a command too long to hold) runs on unread. */
+  #text(h: Command, text: string, bytes: number): StatementText {
+    return this.#rec.text(text, bytes, h.sqlCut > 0 && h.sql.endsWith(text) ? h.sqlCut : 0);
+  }
+
   /**
    * A result of a COM_QUERY (OK, or the end of a result set). Returns true
    * when more results follow for the same command. With more results to
@@ -48,7 +53,7 @@ export class Outcomes {
     if (h.infilePackets > 0) detail = joinDetail(`load_data_bytes=${h.infileBytes} load_data_packets=${h.infilePackets}`, detail);
     // A USE is recorded with the database it switched to (as server_audit logs it).
     if (!resultSet) this.#afterUse(text, ok);
-    this.#rec.emit(this.#opts.meta, this.#rec.text(text, whole ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, commandOf(text), h.acc + rows, null, '', detail);
+    this.#rec.emit(this.#opts.meta, this.#text(h, text, whole ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, commandOf(text), h.acc + rows, null, '', detail);
     h.acc = 0;
     h.rows = 0;
     if (!more) return false;
@@ -73,7 +78,7 @@ export class Outcomes {
   /** COM_INIT_DB (the database changes) and the commands recorded with a made-up text (CREATE_DB, DROP_DB, PROCESS_KILL, SHUTDOWN). */
   commandDone(h: Command, rows: number): void {
     if (h.com === Com.InitDb) this.#opts.meta.database = h.database;
-    this.#rec.emit(this.#opts.meta, this.#rec.text(h.sql, -1), '', null, h.timeMs, h.mono, h.com === Com.InitDb ? 'INIT_DB' : commandOf(h.sql), rows, null, '', '');
+    this.#rec.emit(this.#opts.meta, this.#text(h, h.sql, -1), '', null, h.timeMs, h.mono, h.com === Com.InitDb ? 'INIT_DB' : commandOf(h.sql), rows, null, '', '');
   }
 
   /** An ERR answering `h`. A COM_QUERY ends there: the statements after the failed one did not run. */
@@ -85,11 +90,11 @@ export class Outcomes {
         this.#ensureSpan(h, multi);
         const whole = h.cursor === 0 && !h.spanHasNext;
         const text = whole ? h.sql : h.spanHasNext ? h.sql.slice(h.spanStart, h.spanEnd) : h.sql.slice(h.spanStart);
-        this.#rec.emit(meta, this.#rec.text(text, whole ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, '', h.acc + h.rows, err, '', '');
+        this.#rec.emit(meta, this.#text(h, text, whole ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, '', h.acc + h.rows, err, '', '');
         return;
       }
       case Com.StmtPrepare:
-        this.#rec.emit(meta, this.#rec.text(h.sql, h.sqlBytes), '', null, h.timeMs, h.mono, '', 0, err, '', '');
+        this.#rec.emit(meta, this.#text(h, h.sql, h.sqlBytes), '', null, h.timeMs, h.mono, '', 0, err, '', '');
         return;
       case Com.StmtExecute:
       case Com.StmtBulkExecute:
@@ -100,7 +105,7 @@ export class Outcomes {
       case Com.DropDb:
       case Com.ProcessKill:
       case Com.Shutdown:
-        this.#rec.emit(meta, this.#rec.text(h.sql, -1), '', null, h.timeMs, h.mono, '', 0, err, '', '');
+        this.#rec.emit(meta, this.#text(h, h.sql, -1), '', null, h.timeMs, h.mono, '', 0, err, '', '');
         return;
       case Com.ChangeUser: {
         const ev = makeEvent(EventKind.LoginFailure, { ...meta, user: h.user, database: h.database }, this.#opts.clock.now());
@@ -148,11 +153,11 @@ export class Outcomes {
     if (h.com === Com.Query) {
       this.#ensureSpan(h, multi);
       const text = h.cursor > 0 ? h.sql.slice(h.spanStart) : h.sql;
-      if (text.trim() !== '') this.#rec.emit(meta, this.#rec.text(text, text === h.sql ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, '', h.acc + h.rows, null, reason, '');
+      if (text.trim() !== '') this.#rec.emit(meta, this.#text(h, text, text === h.sql ? h.sqlBytes : -1), '', null, h.timeMs, h.mono, '', h.acc + h.rows, null, reason, '');
     } else if (h.com === Com.StmtExecute || h.com === Com.StmtBulkExecute) {
       this.#rec.emit(meta, h.st ?? UNKNOWN_STATEMENT, String(h.stmtId), h.params, h.timeMs, h.mono, '', h.acc + h.rows, null, reason, '');
     } else if (h.com === Com.InitDb || h.com === Com.StmtPrepare) {
-      this.#rec.emit(meta, this.#rec.text(h.sql, h.com === Com.InitDb ? -1 : h.sqlBytes), '', null, h.timeMs, h.mono, '', 0, null, reason, '');
+      this.#rec.emit(meta, this.#text(h, h.sql, h.com === Com.InitDb ? -1 : h.sqlBytes), '', null, h.timeMs, h.mono, '', 0, null, reason, '');
     }
   }
 

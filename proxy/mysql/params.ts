@@ -26,11 +26,17 @@ export class ExecuteHead {
 /** The unsigned flag in a parameter type's second byte. */
 const UNSIGNED = 0x80;
 
+/** What a value past the head of an execute too long to hold is recorded as. */
+export const UNREAD_VALUE = '<not read: past the head of a command too long to hold>';
+
 /**
  * Parses an execute. `types`: the statement's remembered types (null if
  * none); `longData`: bytes sent per parameter with SEND_LONG_DATA (null if
  * none). Returns the rendered values (null when `render` is off) or
  * undefined when the packet is malformed. `r` is after the command byte.
+ * `cut`: `r` holds only the head of the execute (the rest streamed through
+ * unread): the value the head ends in is rendered as far as it goes, the
+ * ones after it as UNREAD_VALUE.
  */
 export function parseExecute(
   r: WireReader,
@@ -40,6 +46,7 @@ export function parseExecute(
   render: boolean,
   maxValueBytes: number,
   head: ExecuteHead,
+  cut = false,
 ): string[] | null | undefined {
   head.statementId = u32(r);
   head.flags = r.uint8();
@@ -75,11 +82,27 @@ export function parseExecute(
     if (typesAt === null) return undefined; // values without any known types
     const type = typesAt[typesOff + i * 2];
     const unsigned = (typesAt[typesOff + i * 2 + 1] & UNSIGNED) !== 0;
+    const at = r.position;
+    const end = at + r.remaining;
     const v = readValue(r, type, unsigned, maxValueBytes);
-    if (v === undefined || !r.ok) return undefined;
+    if (v === undefined || !r.ok) {
+      if (!cut) return undefined;
+      out[i] = cutValue(r.reset(buf, at, end), maxValueBytes);
+      out.fill(UNREAD_VALUE, i + 1);
+      return out;
+    }
     out[i] = v;
   }
   return out;
+}
+
+/** A length-prefixed value that runs past the end of a head: the bytes that are there; any other value: unread. */
+function cutValue(r: WireReader, maxBytes: number): string {
+  const n = lenenc(r);
+  if (!r.ok || n < 0) return UNREAD_VALUE;
+  const at = r.position;
+  const avail = r.remaining;
+  return avail > 0 && n > avail ? renderBytes(r.buffer, at, avail, maxBytes) : UNREAD_VALUE;
 }
 
 /** One binary-protocol value as text; undefined when malformed or of an unknown type. */

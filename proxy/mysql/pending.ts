@@ -44,6 +44,8 @@ export class Command {
   sqlBytes: number;
   /** COM_QUERY with several statements: where the current one starts, and its span once computed. */
   cursor: number;
+  /** COM_QUERY / COM_STMT_PREPARE delivered as a head (too long to hold): bytes of SQL past `sql`, streamed through unread. */
+  sqlCut: number;
   spanStart: number;
   spanEnd: number;
   spanNext: number;
@@ -75,6 +77,7 @@ export class Command {
     this.sql = '';
     this.sqlBytes = 0;
     this.cursor = 0;
+    this.sqlCut = 0;
     this.spanStart = -1;
     this.spanEnd = 0;
     this.spanNext = 0;

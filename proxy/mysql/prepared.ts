@@ -58,11 +58,31 @@ export class PreparedStatements {
   }
 
   /**
+   * The head of COM_STMT_SEND_LONG_DATA too long to hold: counts it and the
+   * `unread` bytes after it; returns the counter for its continuation
+   * packets, null when malformed.
+   */
+  longDataHead(r: WireReader, unread: number): ((bytes: number) => void) | null {
+    const id = u32(r);
+    const param = u16(r);
+    if (!r.ok) return null;
+    const p = this.#map.get(String(id));
+    if (p === undefined) return () => undefined;
+    const count = (bytes: number): void => {
+      p.longData ??= new Map();
+      p.longData.set(param, (p.longData.get(param) ?? 0) + bytes);
+    };
+    count(r.remaining + unread);
+    return count;
+  }
+
+  /**
    * COM_STMT_EXECUTE / BULK_EXECUTE as the command to queue: the prepared
    * text, and the values when `log_parameters` (bulk values are not
-   * decoded). Null when malformed. `r` is after the command byte.
+   * decoded). Null when malformed. `r` is after the command byte. `cut`:
+   * only the head of the execute is here (it was too long to hold).
    */
-  execute(com: number, r: WireReader, o: TrackerOptions): Command | null {
+  execute(com: number, r: WireReader, o: TrackerOptions, cut = false): Command | null {
     const at = r.position;
     const end = at + r.remaining;
     const id = u32(r);
@@ -74,7 +94,7 @@ export class PreparedStatements {
     if (com !== Com.StmtExecute) return c;
     r.reset(r.buffer, at, end); // parseExecute reads the id again with the rest of the head
     const exec = this.#exec;
-    const params = parseExecute(r, p?.nParams ?? 0, p?.types ?? null, p?.longData ?? null, o.logParameters && p !== undefined, o.maxStatementBytes, exec);
+    const params = parseExecute(r, p?.nParams ?? 0, p?.types ?? null, p?.longData ?? null, o.logParameters && p !== undefined, o.maxStatementBytes, exec, cut);
     if (params === undefined) return null;
     c.params = params;
     c.sqlBytes = paramsWeight(params); // the rendered values count against the pending bound

@@ -39,22 +39,53 @@ describe('mysql tracker: hostile input', () => {
     assert.deepEqual(hostile([['s', G], ['c', attrsLie]]).anomalies, ['bad_message']);
   });
 
-  it('test-packet-length-over-cap: a 16 MiB length prefix is refused at the header, nothing buffered', () => {
-    const head = Buffer.from([0xff, 0xff, 0xff, 0, Com.Query]);
-    const s = hostile([...LOGIN, ['c', head]]);
-    assert.deepEqual(s.anomalies, ['oversized_message']);
-    assert.ok(s.maxBuffered < 4096);
+  it('test-packet-length-over-cap: a command over the cap is audited from its head with its whole length; the rest streams through unread', () => {
+    for (const redact of ['literals', 'none'] as const) {
+      const sql = `SELECT 'a', ${'1'.repeat(10_000)}`;
+      const s = new TestSession({ redact, maxStatementBytes: 100 }, SMALL);
+      s.run([...LOGIN, ['c', B.query(sql)]], 7).run([['s', B.resultSet(1, ['a'], [['a']])], ['c', B.query('SELECT 2')], ['s', B.resultSet(1, ['2'], [['2']])]]).end();
+      assert.deepEqual(s.anomalies, []);
+      assert.ok(s.maxBuffered <= maxTrackerBuffered(SMALL), `buffered ${s.maxBuffered}`);
+      const st = s.events.filter((e) => e.kind === 'statement');
+      assert.deepEqual(st.map((e) => [e.statement, e.statementLength, e.statementTruncated]), [
+        [redact === 'literals' ? 'SELECT ?, ?' : `SELECT 'a', ${'1'.repeat(100 - 12)}`, BigInt(sql.length), true],
+        [redact === 'literals' ? 'SELECT ?' : 'SELECT 2', 8n, false],
+      ]);
+    }
   });
 
-  it('test-continuation-chain-over-cap: joined packets stop at the cap (64 MiB by default, 4 KiB here)', () => {
-    const big = B.packets(0, cat([Buffer.from([Com.Query]), Buffer.alloc(MAX_PACKET_PAYLOAD + 10, 0x41)]));
-    const limits = { ...SMALL, statement: MAX_PACKET_PAYLOAD + 5 };
-    const s = new TestSession({}, limits);
+  it('test-continuation-chain-over-cap: a command of several packets is audited from its head; every continuation streams through, counted in its length', () => {
+    const sql = Buffer.alloc(MAX_PACKET_PAYLOAD + 10, 0x20);
+    sql.write("SELECT 'x' /* ", 0);
+    sql.write(' */', sql.length - 3);
+    const big = B.packets(0, cat([Buffer.from([Com.Query]), sql]));
+    const s = new TestSession({ redact: 'literals', maxStatementBytes: 64 }, SMALL);
     s.run(LOGIN);
     for (let i = 0; i < big.length; i += 1 << 20) s.run([['c', big.subarray(i, i + (1 << 20))]]);
-    s.end();
-    assert.deepEqual(s.anomalies, ['oversized_message']);
-    assert.ok(s.maxBuffered <= maxTrackerBuffered(limits));
+    s.run([['s', B.resultSet(2, ['x'], [['x']])], ['c', B.query('SELECT 2')], ['s', B.resultSet(1, ['2'], [['2']])]]).end();
+    assert.deepEqual(s.anomalies, []);
+    assert.ok(s.maxBuffered <= maxTrackerBuffered(SMALL), `buffered ${s.maxBuffered}`);
+    const st = s.events.filter((e) => e.kind === 'statement');
+    assert.deepEqual(st.map((e) => [e.statement, e.statementLength, e.statementTruncated]), [
+      ['SELECT ?', BigInt(sql.length), true],
+      ['SELECT ?', 8n, false],
+    ]);
+  });
+
+  it('long data and an execute over the cap: long data counted whole, the execute recorded with the values its head holds, nothing more held', () => {
+    const limits = { ...SMALL, pendingBytes: 1 << 20 }; // rendered values count against the pending bound
+    const s = new TestSession({ logParameters: true }, limits);
+    const blob = Buffer.alloc(50_000, 0x61);
+    const value = cat([Buffer.from([0xfc, 0x50, 0xc3]), blob]); // lenenc 50 000
+    s.run([...LOGIN, ['c', B.prepare('INSERT INTO t VALUES (?, ?, ?)')], ['s', B.prepareOk(1, 7, 3, 0)]]);
+    s.run([['c', B.sendLongData(7, 0, blob)]], 5);
+    s.run([['c', B.execute(7, [{ type: Type.VarString, value }, { type: Type.VarString, value }, { type: Type.Long, value: Buffer.from([1, 0, 0, 0]) }])], ['s', B.ok(1, { affected: 1 })]], 5).end();
+    assert.deepEqual(s.anomalies, []);
+    assert.ok(s.maxBuffered <= maxTrackerBuffered(limits), `buffered ${s.maxBuffered}`);
+    const ex = s.events.filter((e) => e.kind === 'statement').at(-1)!;
+    assert.deepEqual([ex.statement, ex.rows], ['INSERT INTO t VALUES (?, ?, ?)', 1n]);
+    // Parameter 0 came as long data (counted whole); 1 runs past the head (kept as far as it goes); 2 was never read.
+    assert.deepEqual(ex.parameters.map((p) => p.replace(/^a+$/, `a×${p.length}`)), ['<long data: 50000 bytes>', `a×${4096 - 1 - 4 - 1 - 4 - 1 - 1 - 6 - 3}`, '<not read: past the head of a command too long to hold>']);
   });
 
   it('test-unknown-command: an anomaly naming the command byte, decoding stops', () => {

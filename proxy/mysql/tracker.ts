@@ -23,12 +23,13 @@ import { MysqlStatementRecorder } from './statements.js';
  * reason client_terminate after COM_QUIT).
  *
  * Memory per session is bounded by DEFAULT_MYSQL_LIMITS: per direction one
- * packet (≤ 16 MiB + 4, only for messages that are parsed) plus a joined
- * multi-packet message up to the statement cap (64 MiB: COM_QUERY,
- * PREPARE, EXECUTE, SEND_LONG_DATA); connection-phase and control packets
- * 64 KiB; parsed server packets 1 MiB; rows, column definitions and LOAD
- * DATA content skipped by length, never buffered; waiting commands ≤
- * 100 000 and ≤ 128 MiB of SQL; prepared statements ≤ 1024 and ≤ 16 MiB.
+ * packet of a message that is parsed, up to its cap: COM_QUERY, PREPARE,
+ * EXECUTE, SEND_LONG_DATA 1 MiB (or twice max_statement_bytes; a longer
+ * one, or one of several packets, is kept as its head and the rest streams
+ * through unread); connection-phase and control packets 64 KiB; parsed
+ * server packets 1 MiB; rows, column definitions and LOAD DATA content
+ * skipped by length, never buffered; waiting commands ≤ 100 000 and ≤
+ * 32 MiB of SQL; prepared statements ≤ 1024 and ≤ 16 MiB.
  */
 
 /** Anomaly reasons raised by the tracker itself (framing ones come from the decoder, command ones from the flow). */
@@ -49,11 +50,11 @@ export interface MysqlLimits extends FlowLimits {
 
 export const DEFAULT_MYSQL_LIMITS: Readonly<MysqlLimits> = Object.freeze({
   handshake: 64 * 1024,
-  statement: 64 * 1024 * 1024,
+  statement: 1024 * 1024,
   control: 64 * 1024,
   server: 1024 * 1024,
   pendingOps: 100_000,
-  pendingBytes: 128 * 1024 * 1024,
+  pendingBytes: 32 * 1024 * 1024,
   statements: 1024,
   statementBytes: 16 * 1024 * 1024,
 });
@@ -68,7 +69,9 @@ type Phase = (typeof Phase)[keyof typeof Phase];
 
 /** The tracker for one MySQL session (see `SessionTracker`). */
 export function createMysqlTracker(opts: TrackerOptions, limits: MysqlLimits = DEFAULT_MYSQL_LIMITS): SessionTracker {
-  return new MysqlTracker(opts, limits);
+  // The head of a command too long to hold must still cover the prefix its event keeps.
+  const head = 2 * opts.maxStatementBytes;
+  return new MysqlTracker(opts, head > limits.statement ? { ...limits, statement: head } : limits);
 }
 
 /** @internal exported for tests (buffer bounds, state). */
@@ -232,7 +235,7 @@ export class MysqlTracker implements SessionTracker, PacketSink {
   }
 
   onPacket(_seq: number, buf: Buffer, start: number, end: number): boolean {
-    if (this.#phase === Phase.Command) return this.#flow.clientPacket(buf, start, end);
+    if (this.#phase === Phase.Command) return this.#flow.clientPacket(buf, start, end, this.#client.declared);
     this.#clientTurn = false;
     if (this.#phase !== Phase.Handshake) return true; // auth data: passed through, never read
     if (isSslRequest(buf, start, end)) return this.#failed(TrackerAnomaly.TlsNotObserved, 'SSLRequest reached the server: TLS bytes follow');
@@ -255,6 +258,10 @@ export class MysqlTracker implements SessionTracker, PacketSink {
 
   onSkipped(_first: number, bytes: number, more: boolean): void {
     if (this.#phase === Phase.Command) this.#flow.clientSkipped(bytes, more);
+  }
+
+  canHead(first: number): boolean {
+    return this.#phase === Phase.Command && this.#flow.canHead(first);
   }
 
   onDecodeError(reason: string, detail: string): void {
@@ -395,6 +402,9 @@ class ServerSink implements PacketSink {
   }
   onSkipped(_first: number, _bytes: number, more: boolean): void {
     this.#t.serverSkipped(more);
+  }
+  canHead(): boolean {
+    return false;
   }
   onDecodeError(reason: string, detail: string): void {
     this.#t.onDecodeError(reason, detail);

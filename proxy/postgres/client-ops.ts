@@ -9,7 +9,8 @@ import { Op, PendingOp, paramsWeight } from './pending.js';
  * its own (Flush, CopyData/Done/Fail), or the message's name when its body
  * is malformed. `r` is positioned at the body.
  */
-export function clientOp(type: number, r: WireReader, clock: Clock, logParameters: boolean, maxValueBytes: number): PendingOp | string | undefined {
+export function clientOp(type: number, r: WireReader, clock: Clock, logParameters: boolean, maxValueBytes: number, declared = -1): PendingOp | string | undefined {
+  if (declared >= 0) return headOp(type, r, clock, declared);
   switch (type) {
     case Frontend.Query: {
       const start = r.position;
@@ -68,5 +69,54 @@ export function clientOp(type: number, r: WireReader, clock: Clock, logParameter
     }
     default:
       return undefined;
+  }
+}
+
+/**
+ * The head of a Query / Parse / Bind / FunctionCall too long to hold
+ * (`declared`: its whole body length; the rest streams through unread): the
+ * SQL as far as it goes, names and oid, never the values.
+ */
+function headOp(type: number, r: WireReader, clock: Clock, declared: number): PendingOp | string | undefined {
+  const start = r.position;
+  const end = start + r.remaining;
+  const buf = r.buffer;
+  switch (type) {
+    case Frontend.Query: {
+      const op = new PendingOp(Op.Query, clock.now(), clock.monoMicros());
+      op.sql = buf.toString('utf8', start, end);
+      op.sqlBytes = end - start;
+      op.sqlCut = declared - 1 - op.sqlBytes; // the NUL ends the body
+      return op;
+    }
+    case Frontend.Parse: {
+      const name = r.cstring();
+      if (!r.ok) return 'Parse';
+      const op = new PendingOp(Op.Parse, clock.now(), clock.monoMicros());
+      op.name = name;
+      const at = r.position;
+      op.sql = buf.toString('utf8', at, end);
+      op.sqlBytes = end - at;
+      op.sqlCut = Math.max(0, declared - (at - start) - op.sqlBytes - 3); // NUL and the parameter type count (types, if any, are counted too)
+      return op;
+    }
+    case Frontend.Bind: {
+      const portal = r.cstring();
+      const statement = r.cstring();
+      if (!r.ok) return 'Bind';
+      const op = new PendingOp(Op.Bind, clock.now(), clock.monoMicros());
+      op.name = portal;
+      op.ref = statement;
+      return op;
+    }
+    case Frontend.FunctionCall: {
+      const oid = r.int32();
+      if (!r.ok) return 'FunctionCall';
+      const op = new PendingOp(Op.FunctionCall, clock.now(), clock.monoMicros());
+      op.oid = oid;
+      return op;
+    }
+    default:
+      return type === Frontend.Query ? 'Query' : undefined;
   }
 }

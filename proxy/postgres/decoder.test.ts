@@ -141,15 +141,31 @@ describe('postgres decoder', () => {
     assert.deepEqual(decode('client', [Buffer.from([0, 0, 0, 1])]).results, [DecodeResult.OutOfSync]);
   });
 
-  it('caps: a frame of exactly the cap passes, one byte more is oversized', () => {
+  it('caps: a frame of exactly the cap passes; a longer statement message is delivered as its head, the rest skipped, at every split', () => {
     const limits: PgLimits = { ...DEFAULT_LIMITS, statement: 100 };
     const ok = B.query('x'.repeat(100 - 6));
     assert.equal(ok.length, 100);
     assert.deepEqual(decode('client', [B.startup({ user: 'u' }), ok], limits).results, [DecodeResult.Ready, DecodeResult.Ready]);
-    const over = B.query('x'.repeat(100 - 5));
-    const r = decode('client', [B.startup({ user: 'u' }), over], limits);
-    assert.deepEqual(r.results, [DecodeResult.Ready, DecodeResult.OutOfSync]);
-    assert.match(r.out.at(-1)!, /^error oversized_message /);
+    const over = B.query('y'.repeat(300));
+    const stream = Buffer.concat([over, B.query('z')]);
+    for (const chunks of chunkings(stream)) {
+      const r = decode('client', [B.startup({ user: 'u' }), ...chunks], limits);
+      assert.equal(r.results.at(-1), DecodeResult.Ready);
+      assert.deepEqual(r.out.slice(1), [`Q ${Buffer.from('y'.repeat(95)).toString('hex')}`, `Q ${Buffer.from('z\0').toString('hex')}`]);
+      assert.ok(r.decoder.bufferedBytes <= 128);
+    }
+    // A non-statement message over its cap is still refused.
+    const limits2: PgLimits = { ...DEFAULT_LIMITS, clientControl: 50 };
+    const r2 = decode('client', [B.startup({ user: 'u' }), B.raw('D', Buffer.alloc(60, 0x50))], limits2);
+    assert.match(r2.out.at(-1)!, /^error oversized_message /);
+  });
+
+  it('the head of a statement message carries the body length it declares (PgDecoder.declared); a whole one -1', () => {
+    const seen: number[] = [];
+    const sink: PgFrameSink = { onStartup: () => true, onMessage: (): boolean => (seen.push(d.declared), true), onSkipped: () => true, onAnswer: () => true, onDecodeError: () => undefined };
+    const d: PgDecoder = new PgDecoder('client', sink, { ...DEFAULT_LIMITS, statement: 100 });
+    d.push(Buffer.concat([B.startup({ user: 'u' }), B.query('y'.repeat(300)), B.query('z')]));
+    assert.deepEqual(seen, [301, -1]);
   });
 
   it('the startup cap is PostgreSQL’s 10 000 bytes', () => {
@@ -160,7 +176,7 @@ describe('postgres decoder', () => {
   it('buffered bytes never exceed the largest cap', () => {
     assert.equal(maxBuffered(DEFAULT_LIMITS), DEFAULT_LIMITS.statement);
     assert.equal(maxBuffered({ ...DEFAULT_LIMITS, statement: 5000, error: 100, serverControl: 100, clientControl: 100, startup: 100 }), 8192);
-    const r = decode('client', [B.startup({ user: 'u' }), B.header('Q', 1 << 30)]);
-    assert.ok(r.decoder.bufferedBytes <= 64);
+    const r = decode('client', [B.startup({ user: 'u' }), B.header('Q', 1 << 30), Buffer.alloc(70_000)]);
+    assert.ok(r.decoder.bufferedBytes <= DEFAULT_LIMITS.statement, 'a 1 GB Query holds at most its head');
   });
 });

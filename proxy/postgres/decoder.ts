@@ -43,7 +43,12 @@ export interface PgFrameSink {
 export interface PgLimits {
   /** StartupMessage and other untyped startup requests (PostgreSQL's own limit). */
   startup: number;
-  /** Client messages carrying SQL or values: Query, Parse, Bind, FunctionCall. */
+  /**
+   * Client messages carrying SQL or values: Query, Parse, Bind, FunctionCall.
+   * A longer one is not an error: its first `statement` bytes are delivered
+   * as a head (`PgDecoder.declared` says how long the body really is) and
+   * the rest is skipped by length as it streams through.
+   */
   statement: number;
   /** Other client messages we parse: Describe, Close, Execute, password/SASL/GSS, CopyFail. */
   clientControl: number;
@@ -55,7 +60,7 @@ export interface PgLimits {
 
 export const DEFAULT_LIMITS: Readonly<PgLimits> = Object.freeze({
   startup: 10_000,
-  statement: 64 * 1024 * 1024,
+  statement: 1024 * 1024,
   // GSS tokens may be up to 65 535 bytes (PG_MAX_AUTH_TOKEN_LENGTH), in 'p' and in 'R' messages.
   clientControl: 128 * 1024,
   error: 1024 * 1024,
@@ -86,6 +91,8 @@ const PARSE = 1;
 const SKIP = 2;
 /** Delivered, with a fixed total length. */
 const FIXED = 3;
+/** Delivered whole up to the cap; past it, the head up to the cap is delivered and the rest skipped. */
+const HEAD = 4;
 
 class TypeTable {
   readonly disposition = new Uint8Array(256);
@@ -98,7 +105,7 @@ class TypeTable {
 
 function clientTable(l: PgLimits): TypeTable {
   const t = new TypeTable();
-  for (const c of [Frontend.Query, Frontend.Parse, Frontend.Bind, Frontend.FunctionCall]) t.set(c, PARSE, l.statement);
+  for (const c of [Frontend.Query, Frontend.Parse, Frontend.Bind, Frontend.FunctionCall]) t.set(c, HEAD, l.statement);
   for (const c of [Frontend.Describe, Frontend.Close, Frontend.Execute, Frontend.Password, Frontend.CopyFail]) t.set(c, PARSE, l.clientControl);
   for (const c of [Frontend.Sync, Frontend.Flush, Frontend.Terminate, Frontend.CopyDone]) t.set(c, FIXED, 5);
   t.set(Frontend.CopyData, SKIP, 0);
@@ -132,6 +139,10 @@ export class PgDecoder implements FrameHandler {
   readonly #frames: FrameBuffer;
   #phase: Phase;
   headerSize: number;
+  /** Bytes after the delivered head of the frame in flight (FrameHandler). */
+  tail: number;
+  /** Body length the frame being delivered declares when only its head is delivered; -1 when the body is whole. */
+  declared: number;
 
   constructor(side: 'client' | 'server', sink: PgFrameSink, limits: PgLimits = DEFAULT_LIMITS) {
     this.#sink = sink;
@@ -140,6 +151,8 @@ export class PgDecoder implements FrameHandler {
     this.#frames = new FrameBuffer(this);
     this.#phase = side === 'client' ? Phase.Startup : Phase.Typed;
     this.headerSize = side === 'client' ? 4 : 5;
+    this.tail = 0;
+    this.declared = -1;
   }
 
   push(chunk: Buffer): DecodeResult {
@@ -182,9 +195,11 @@ export class PgDecoder implements FrameHandler {
         const len = buf.readInt32BE(at);
         if (len < 8) return this.#fail(DecodeError.BadLength, `startup length ${len}`);
         if (len > this.#startupCap) return this.#fail(DecodeError.Oversized, `startup length ${len} over ${this.#startupCap}`);
+        this.tail = 0;
         return len - 4;
       }
       case Phase.Answer:
+        this.tail = 0;
         return 0;
       default:
         return this.#fail(DecodeError.OutOfSync, 'data after CancelRequest');
@@ -200,10 +215,16 @@ export class PgDecoder implements FrameHandler {
     if (len < 4) return this.#fail(DecodeError.BadLength, `type 0x${type.toString(16)} length ${len}`);
     if (d === SKIP) return this.#sink.onSkipped(type, len - 4) ? frameSkip(len - 4) : this.#stopped();
     const cap = t.cap[type];
+    this.tail = 0;
+    this.declared = -1;
     if (d === FIXED) {
       if (len + 1 !== cap) return this.#fail(DecodeError.BadLength, `type 0x${type.toString(16)} length ${len}`);
     } else if (len + 1 > cap) {
-      return this.#fail(DecodeError.Oversized, `type 0x${type.toString(16)} length ${len} over ${cap}`);
+      if (d !== HEAD) return this.#fail(DecodeError.Oversized, `type 0x${type.toString(16)} length ${len} over ${cap}`);
+      // Too long to hold: the head is delivered, the rest streams through unread.
+      this.tail = len + 1 - cap;
+      this.declared = len - 4;
+      return cap - 5;
     }
     return len - 4;
   }

@@ -31,6 +31,8 @@ export class PendingOp {
   sql: string;
   /** Parse: byte length of `sql` as sent. */
   sqlBytes: number;
+  /** Query / Parse delivered as a head (too long to hold): bytes of SQL past `sql`, streamed through unread. */
+  sqlCut: number;
   /** Bind / FunctionCall: rendered values when log_parameters is on. */
   params: string[] | null;
   /** FunctionCall: the function's oid. */
@@ -54,6 +56,7 @@ export class PendingOp {
     this.target = 0;
     this.sql = '';
     this.sqlBytes = 0;
+    this.sqlCut = 0;
     this.params = null;
     this.oid = 0;
     this.timeMs = timeMs;

@@ -75,9 +75,10 @@ export class StatementFlow {
 
   // ---- client → server ----
 
-  client(type: number, buf: Buffer, start: number, end: number): boolean {
+  /** A client message; `declared` >= 0: only its head is here, the whole body is that long. */
+  client(type: number, buf: Buffer, start: number, end: number, declared = -1): boolean {
     const o = this.#opts;
-    const op = clientOp(type, this.#r.reset(buf, start, end), o.clock, o.logParameters, o.maxStatementBytes);
+    const op = clientOp(type, this.#r.reset(buf, start, end), o.clock, o.logParameters, o.maxStatementBytes, declared);
     if (op === undefined) return true;
     if (typeof op === 'string') return this.#bad(op);
     if (op.kind === Op.Sync) this.#discarding = false;
@@ -132,7 +133,7 @@ export class StatementFlow {
       case Backend.ParseComplete:
         if (head?.kind !== Op.Parse) return this.#outOfSync('ParseComplete', head);
         this.#shift();
-        this.#statements.set(head.name, this.#rec.text(head.sql, head.sqlBytes));
+        this.#statements.set(head.name, this.#rec.text(head.sql, head.sqlBytes, head.sqlCut));
         return true;
       case Backend.BindComplete: {
         if (head?.kind !== Op.Bind) return this.#outOfSync('BindComplete', head);
@@ -207,7 +208,7 @@ export class StatementFlow {
         this.#queryStatement(op, '', op.rows, null, reason);
         const rest = nextStatement(this.#lex, op.sql, op.cursor, this.#span);
         if (rest.start < rest.end) {
-          this.#rec.emit(this.#opts.meta, this.#rec.text(op.sql.slice(rest.start), -1), '', null, op.timeMs, op.mono, '', 0, null, reason, null);
+          this.#rec.emit(this.#opts.meta, this.#rec.text(op.sql.slice(rest.start), -1, op.sqlCut), '', null, op.timeMs, op.mono, '', 0, null, reason, null);
         }
       } else if (op.kind === Op.Execute) {
         const p = this.#portals.get(op.name) ?? this.#pendingPortal(i, op.name);
@@ -256,7 +257,7 @@ export class StatementFlow {
         return true; // e.g. the implicit COMMIT at Sync failed; ReadyForQuery follows
       case Op.Parse:
         this.#shift();
-        this.#rec.emit(this.#opts.meta, this.#rec.text(head.sql, head.sqlBytes), head.name, null, head.timeMs, head.mono, '', 0, f, '', null);
+        this.#rec.emit(this.#opts.meta, this.#rec.text(head.sql, head.sqlBytes, head.sqlCut), head.name, null, head.timeMs, head.mono, '', 0, f, '', null);
         break;
       case Op.Bind: {
         this.#shift();
@@ -280,7 +281,8 @@ export class StatementFlow {
   /** The next statement of a simple Query completed (or failed, or will never complete). */
   #queryStatement(op: PendingOp, tag: string, rows: number, err: ErrorFields | null, unfinished: string): void {
     const span = nextStatement(this.#lex, op.sql, op.cursor, this.#span);
-    const st = span.start < span.end ? this.#rec.text(op.sql.slice(span.start, span.end), -1) : UNKNOWN_STATEMENT;
+    // The last statement of a head runs on past it.
+    const st = span.start < span.end ? this.#rec.text(op.sql.slice(span.start, span.end), -1, span.end >= op.sql.length ? op.sqlCut : 0) : UNKNOWN_STATEMENT;
     op.cursor = span.next;
     this.#rec.emit(this.#opts.meta, st, '', null, op.timeMs, op.mono, tag, rows, err, unfinished, op);
     op.rows = 0;
@@ -335,7 +337,7 @@ export class StatementFlow {
       if (b.kind !== Op.Bind || b.name !== portal) continue;
       for (let j = i - 1; j >= 0; j--) {
         const p = q.at(j)!;
-        if (p.kind === Op.Parse && p.name === b.ref) return new Portal(this.#rec.text(p.sql, p.sqlBytes), b.ref, b.params);
+        if (p.kind === Op.Parse && p.name === b.ref) return new Portal(this.#rec.text(p.sql, p.sqlBytes, p.sqlCut), b.ref, b.params);
       }
       return new Portal(this.#statements.get(b.ref) ?? UNKNOWN_STATEMENT, b.ref, b.params);
     }

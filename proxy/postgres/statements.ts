@@ -46,16 +46,20 @@ export class StatementRecorder {
     return this.#dialect;
   }
 
-  /** `sql` as sent, `bytes` its UTF-8 length (or -1 to measure it). */
-  text(sql: string, bytes: number): StatementText {
-    const length = bytes >= 0 ? bytes : Buffer.byteLength(sql);
+  /**
+   * `sql` as sent, `bytes` its UTF-8 length (or -1 to measure it); `unread`:
+   * bytes of the statement past `sql` that streamed through unread (its
+   * message was too long to hold), so the text is a head and is truncated.
+   */
+  text(sql: string, bytes: number, unread = 0): StatementText {
+    const length = (bytes >= 0 ? bytes : Buffer.byteLength(sql)) + unread;
     const max = this.#maxBytes;
     // Over max characters is over max bytes: redaction may stop there (the text is cut below).
-    const redacted = redactSqlAs(sql, this.#mode, this.#dialect, max > 0 ? max : 0);
+    const redacted = redactSqlAs(sql, this.#mode, this.#dialect, max > 0 ? max : 0, unread > 0);
     const cls = classifyStatement(sql);
-    if (redacted.length * 3 <= max) return new StatementText(redacted, length, false, cls);
+    if (redacted.length * 3 <= max) return new StatementText(redacted, length, unread > 0, cls);
     const buf = Buffer.from(redacted, 'utf8');
-    if (buf.length <= max) return new StatementText(redacted, length, false, cls);
+    if (buf.length <= max) return new StatementText(redacted, length, unread > 0, cls);
     let cut = max;
     while (cut > 0 && (buf[cut] & 0xc0) === 0x80) cut--; // do not split a UTF-8 sequence
     return new StatementText(buf.toString('utf8', 0, cut), length, true, cls);

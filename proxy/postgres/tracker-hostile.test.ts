@@ -78,9 +78,41 @@ describe('postgres tracker: hostile input', () => {
     expectAnomaly([...login, ['c', B.header('Q', 3)]], 'bad_length');
   });
 
-  it('query_length_prefix_1GB_never_allocates', () => {
-    const s = expectAnomaly([...login, ['c', cat([B.header('Q', 1 << 30), Buffer.alloc(70_000, 0x41)])]], 'oversized_message');
-    assert.ok(s.maxBuffered < 1024);
+  it('query_length_prefix_1GB_holds_only_its_head: audited from the head with its whole length, the rest streams through unread', () => {
+    const cap = DEFAULT_TRACKER_LIMITS.statement;
+    for (const redact of ['literals', 'none'] as const) {
+      const s = new TestSession({ redact, maxStatementBytes: 100 });
+      s.run([...login, ['c', cat([B.header('Q', 1 << 30), Buffer.from("select 1, 'x"), Buffer.alloc(cap + 70_000, 0x41)])]]);
+      assert.equal(s.tracker.decoding, true);
+      assert.ok(s.maxBuffered <= cap, `buffered ${s.maxBuffered}`);
+      s.end();
+      assert.deepEqual(s.anomalies, ['truncated_message'], 'the connection ended inside the message');
+      const st = s.events.find((e) => e.kind === 'statement')!;
+      assert.equal(st.statementLength, BigInt((1 << 30) - 4 - 1));
+      assert.equal(st.statementTruncated, true);
+      // The head ends inside a string: literals mode keeps it as ?; none mode keeps the text as sent, cut at the limit.
+      assert.equal(st.statement, redact === 'literals' ? 'select ?, ?' : `select 1, 'x${'A'.repeat(100 - 12)}`);
+    }
+  });
+
+  it('a statement over the head cap that mentions a password, cut inside the string, is masked whole in none mode', () => {
+    const cap = DEFAULT_TRACKER_LIMITS.statement;
+    const s = new TestSession({ redact: 'none', maxStatementBytes: 100 });
+    s.run([...login, ['c', cat([B.header('Q', 1 << 30), Buffer.from("alter role x password '"), Buffer.alloc(cap, 0x41)])]]).end();
+    assert.equal(s.events.find((e) => e.kind === 'statement')!.statement, '<masked: unparseable statement>');
+  });
+
+  it('Parse and Bind over the head cap: the statement is recorded from its head, the values are never held', () => {
+    const cap = DEFAULT_TRACKER_LIMITS.statement;
+    const sql = `select $1::text /* ${'p'.repeat(cap)} */`;
+    const big = Buffer.alloc(cap * 2, 0x42);
+    const s = new TestSession({ redact: 'literals', maxStatementBytes: 64, logParameters: true });
+    s.run([...login, ['c', cat([B.parse('s1', sql), B.bind('p1', 's1', [big]), B.execute('p1'), B.sync()])]]);
+    assert.ok(s.maxBuffered <= cap, `buffered ${s.maxBuffered}`);
+    s.run([['s', cat([B.parseComplete(), B.bindComplete(), B.commandComplete('SELECT 1'), B.readyForQuery()])]]).end();
+    assert.deepEqual(s.anomalies, []);
+    const st = s.events.filter((e) => e.kind === 'statement');
+    assert.deepEqual(st.map((e) => [e.statement, e.statementTruncated, e.commandTag, e.parameters]), [['select $1::text', true, 'SELECT', []]]);
   });
 
   it('server_error_response_over_cap', () => {

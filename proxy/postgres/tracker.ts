@@ -21,11 +21,13 @@ import { StatementRecorder } from './statements.js';
  *
  * Memory per session is bounded by the caps below (DEFAULT_TRACKER_LIMITS):
  * framing buffers ≤ the largest frame cap per direction (startup 10 000 B;
- * Query/Parse/Bind/FunctionCall 64 MiB; other client messages 128 KiB;
- * ErrorResponse 1 MiB; other parsed server messages 128 KiB; rows, COPY
- * data, notices, RowDescription skipped by length, never buffered); waiting
- * operations ≤ 100 000 and ≤ 128 MiB of SQL and values; remembered prepared
- * statements and portals ≤ 1024 each and ≤ 16 MiB each.
+ * Query/Parse/Bind/FunctionCall 1 MiB, or twice max_statement_bytes: a
+ * longer one is kept as its head and the rest streams through unread; other
+ * client messages 128 KiB; ErrorResponse 1 MiB; other parsed server
+ * messages 128 KiB; rows, COPY data, notices, RowDescription skipped by
+ * length, never buffered); waiting operations ≤ 100 000 and ≤ 32 MiB of SQL
+ * and values; remembered prepared statements and portals ≤ 1024 each and
+ * ≤ 16 MiB each.
  */
 
 /** Anomaly reasons raised by the tracker itself (framing ones come from the decoder). */
@@ -56,7 +58,7 @@ export interface TrackerLimits extends PgLimits {
 export const DEFAULT_TRACKER_LIMITS: Readonly<TrackerLimits> = Object.freeze({
   ...DEFAULT_LIMITS,
   pendingOps: 100_000,
-  pendingBytes: 2 * DEFAULT_LIMITS.statement,
+  pendingBytes: 32 * 1024 * 1024,
   statements: 1024,
   statementBytes: 16 * 1024 * 1024,
   portals: 1024,
@@ -82,7 +84,9 @@ type Phase = (typeof Phase)[keyof typeof Phase];
 
 /** The tracker for one PostgreSQL session (see `SessionTracker`). */
 export function createPostgresTracker(opts: TrackerOptions, limits: TrackerLimits = DEFAULT_TRACKER_LIMITS): SessionTracker {
-  return new PostgresTracker(opts, limits);
+  // The head of a statement too long to hold must still cover the prefix its event keeps.
+  const head = 2 * opts.maxStatementBytes;
+  return new PostgresTracker(opts, head > limits.statement ? { ...limits, statement: head } : limits);
 }
 
 /** @internal exported for tests (buffer bounds, state). */
@@ -252,7 +256,7 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
       this.#terminated = true;
       return true;
     }
-    return this.#flow.client(type, buf, bodyStart, end);
+    return this.#flow.client(type, buf, bodyStart, end, this.#client.declared);
   }
 
   onSkipped(type: number, bodyBytes: number): boolean {

@@ -5,6 +5,7 @@ import { FRAME_STOP, FrameBuffer, FrameStatus, RETAIN_BYTES, frameSkip, type Fra
 /** Frames: 1 type byte + int32 total-minus-1 length (PostgreSQL style). 'D' is skipped, 'X' stops, others delivered. */
 class TestHandler implements FrameHandler {
   headerSize = 5;
+  tail = 0;
   readonly frames: { type: string; body: string; view: boolean }[] = [];
   readonly skipped: number[] = [];
   chunk: Buffer | null = null;

@@ -12,7 +12,8 @@
  * - The handler sees each header before anything is buffered and decides:
  *   deliver the body (after checking the declared length against its cap),
  *   skip it by length (rows, COPY data: counted, never buffered, the
- *   remaining bytes to skip are carried across chunks), or stop.
+ *   remaining bytes to skip are carried across chunks), deliver only its
+ *   head and skip the rest (`tail`: a statement too long to hold), or stop.
  *
  * Nothing here throws on input; the handler stops the stream by returning
  * `FRAME_STOP` / false, after which every push returns `FrameStatus.Stopped`.
@@ -49,6 +50,13 @@ export interface FrameHandler {
   onHeader(buf: Buffer, at: number): number;
   /** One whole frame, header included, at `buf[start, end)`. False stops decoding. */
   onFrame(buf: Buffer, start: number, end: number): boolean;
+  /**
+   * Read after `onHeader` returned a body length: bytes of the frame that
+   * follow the delivered body and are skipped (0 or absent: the body is
+   * the whole frame). Lets a handler keep the head of a frame too long to
+   * hold.
+   */
+  readonly tail?: number;
 }
 
 /** Pending buffers up to this size are kept for reuse; larger ones are dropped once drained. */
@@ -65,6 +73,8 @@ export class FrameBuffer {
   #need: number;
   /** Body bytes still to skip. */
   #skip: number;
+  /** Bytes to skip once the buffered frame (a head) is delivered. */
+  #tail: number;
   #stopped: boolean;
 
   constructor(handler: FrameHandler) {
@@ -73,6 +83,7 @@ export class FrameBuffer {
     this.#fill = 0;
     this.#need = 0;
     this.#skip = 0;
+    this.#tail = 0;
     this.#stopped = false;
   }
 
@@ -97,6 +108,7 @@ export class FrameBuffer {
     this.#fill = 0;
     this.#need = 0;
     this.#skip = 0;
+    this.#tail = 0;
   }
 
   push(chunk: Buffer): FrameStatus {
@@ -133,15 +145,24 @@ export class FrameBuffer {
         return FrameStatus.NeedMore;
       }
       const total = hs + r;
+      const tail = h.tail ?? 0;
       if (len - pos >= total) {
         if (!h.onFrame(chunk, pos, pos + total)) return this.#stopAt();
         pos += total;
+        if (tail > 0) {
+          if (tail > len - pos) {
+            this.#skip = tail - (len - pos);
+            return FrameStatus.NeedMore;
+          }
+          pos += tail;
+        }
         continue;
       }
       this.#ensure(total);
       chunk.copy(this.#buf, 0, pos, len);
       this.#fill = len - pos;
       this.#need = total;
+      this.#tail = tail;
       return FrameStatus.NeedMore;
     }
     return FrameStatus.Ready;
@@ -173,6 +194,7 @@ export class FrameBuffer {
         return this.#skip > 0 ? -1 : pos;
       }
       const total = hs + r;
+      this.#tail = h.tail ?? 0;
       if (total > this.#buf.length) {
         const head = this.#buf;
         this.#buf = EMPTY;
@@ -193,6 +215,13 @@ export class FrameBuffer {
     if (!ok) {
       this.#stopAt();
       return -1;
+    }
+    if (this.#tail > 0) {
+      const n = Math.min(this.#tail, len - pos);
+      this.#skip = this.#tail - n;
+      this.#tail = 0;
+      pos += n;
+      if (this.#skip > 0) return -1;
     }
     return pos;
   }
