@@ -24,8 +24,8 @@ import { TEST_CACHE_KEY } from '../e2e/stack.js';
  */
 
 const MB = 1024 * 1024;
-/** The stated bound on the proxy's growth while 10 sessions each hold a 60 MiB statement half-sent. */
-const GROWTH_BOUND_MB = 64;
+/** The stated bound on the proxy's growth while 10 sessions are each 30 MiB into a 60 MiB statement (measured +31 to +49 MB; holding the statements took +600 MB). */
+const GROWTH_BOUND_MB = 100;
 
 function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;

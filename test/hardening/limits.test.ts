@@ -6,14 +6,13 @@ import { serialize } from 'pg-protocol';
 import { sharedPostgres, skipUnless, startPostgres, type PgServer } from '../harness/index.js';
 import { startStack, type Stack } from '../e2e/stack.js';
 
-/** Reads everything the proxy sends until it closes the connection; resolves with the bytes and how long it took. */
-function collectUntilClose(sock: net.Socket): Promise<{ bytes: Buffer; ms: number }> {
-  const t0 = Date.now();
+/** Reads everything the proxy sends until it closes the connection. */
+function collectUntilClose(sock: net.Socket): Promise<{ bytes: Buffer }> {
   const parts: Buffer[] = [];
   return new Promise((resolve) => {
     sock.on('data', (b: Buffer) => parts.push(b));
     sock.on('error', () => undefined);
-    sock.on('close', () => resolve({ bytes: Buffer.concat(parts), ms: Date.now() - t0 }));
+    sock.on('close', () => resolve({ bytes: Buffer.concat(parts) }));
   });
 }
 
@@ -51,8 +50,8 @@ describe('limits: timeouts, connection cap, statement size', { skip: skipUnless(
   test('a client that connects and sends nothing is closed at startup_timeout with a protocol error', async () => {
     const sock = net.connect({ host: stack.proxyHost, port: stack.proxyPort });
     const got = await collectUntilClose(sock);
+    // 57P05 and the counter say it was the startup timer that closed it (the suite asserts no timings).
     assert.equal(sqlstateOf(got.bytes), '57P05');
-    assert.ok(got.ms >= 600, `closed after ${got.ms} ms`);
     assert.equal(await limitCount(stack, 'startup_timeout'), 1);
   });
 
@@ -66,7 +65,7 @@ describe('limits: timeouts, connection cap, statement size', { skip: skipUnless(
     const got = await collectUntilClose(sock);
     clearInterval(trickle);
     assert.equal(sqlstateOf(got.bytes), '57P05');
-    assert.ok(got.ms < 5_000);
+    assert.equal(await limitCount(stack, 'startup_timeout'), 2, 'the trickle did not keep it open');
   });
 
   test('a client that sends its startup packet and half-closes at once: the session ends, no database connection is left behind', async () => {
@@ -150,9 +149,7 @@ describe('upstream trouble', { skip: skipUnless('postgres') }, () => {
     const stack = await startStack(`127.0.0.1:${port}`, { 'collector.limits.startup_timeout': '800ms' });
     try {
       const c = new pg.Client({ host: stack.proxyHost, port: stack.proxyPort, user: 'alice', database: 'app' });
-      const t0 = Date.now();
       await assert.rejects(c.connect(), /did not finish in time/);
-      assert.ok(Date.now() - t0 < 5_000);
       const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end'));
       const end = evs.find((e) => e.kind === 'session_end')!;
       assert.equal(end.reason, 'startup_timeout');

@@ -13,7 +13,6 @@ describe('MySQL: startup timeout', { skip: skipUnless('mariadb') }, () => {
     try {
       const sock = net.connect({ host: stack.proxyHost, port: stack.proxyPort });
       const parts: Buffer[] = [];
-      const t0 = Date.now();
       await new Promise<void>((resolve) => {
         sock.on('data', (b: Buffer) => parts.push(b));
         sock.on('error', () => undefined);
@@ -26,7 +25,6 @@ describe('MySQL: startup timeout', { skip: skipUnless('mariadb') }, () => {
       const err = all.subarray(4 + greetingLen);
       assert.equal(err[4], 0xff, 'an ERR packet follows the greeting');
       assert.equal(err.readUInt16LE(5), 1159);
-      assert.ok(Date.now() - t0 >= 600);
       const m = await stack.collector.metrics.limitRejections.get();
       assert.equal(m.values.find((v) => v.labels.limit === 'startup_timeout')?.value, 1);
     } finally {
@@ -41,7 +39,6 @@ describe('MySQL: startup timeout', { skip: skipUnless('mariadb') }, () => {
       const sock = net.connect({ host: stack.proxyHost, port: stack.proxyPort });
       const parts: Buffer[] = [];
       let answered = false;
-      const t0 = Date.now();
       await new Promise<void>((resolve) => {
         sock.on('data', (b: Buffer) => {
           parts.push(b);
@@ -66,7 +63,6 @@ describe('MySQL: startup timeout', { skip: skipUnless('mariadb') }, () => {
       assert.equal(err?.[4], 0xff, 'an ERR packet follows');
       assert.equal(err.readUInt16LE(5), 1159);
       assert.equal(err[3], 4, 'in sequence: the packet the client reads after sending its answer (3)');
-      assert.ok(Date.now() - t0 >= 600);
       const m = await stack.collector.metrics.limitRejections.get();
       assert.equal(m.values.find((v) => v.labels.limit === 'startup_timeout')?.value, 1);
       const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end'));
