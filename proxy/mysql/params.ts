@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { WireReader } from '../wire/reader.js';
 import { Type, lenenc, u16, u32 } from './packets.js';
+import { UNREAD_VALUE } from '../postgres/pending.js';
 
 /**
  * COM_STMT_EXECUTE: statement id, flags, and — when `render` — the bound
@@ -25,9 +26,6 @@ export class ExecuteHead {
 
 /** The unsigned flag in a parameter type's second byte. */
 const UNSIGNED = 0x80;
-
-/** What a value past the head of an execute too long to hold is recorded as. */
-export const UNREAD_VALUE = '<not read: past the head of a command too long to hold>';
 
 /**
  * Parses an execute. `types`: the statement's remembered types (null if

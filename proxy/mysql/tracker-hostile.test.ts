@@ -85,7 +85,7 @@ describe('mysql tracker: hostile input', () => {
     const ex = s.events.filter((e) => e.kind === 'statement').at(-1)!;
     assert.deepEqual([ex.statement, ex.rows], ['INSERT INTO t VALUES (?, ?, ?)', 1n]);
     // Parameter 0 came as long data (counted whole); 1 runs past the head (kept as far as it goes); 2 was never read.
-    assert.deepEqual(ex.parameters.map((p) => p.replace(/^a+$/, `a×${p.length}`)), ['<long data: 50000 bytes>', `a×${4096 - 1 - 4 - 1 - 4 - 1 - 1 - 6 - 3}`, '<not read: past the head of a command too long to hold>']);
+    assert.deepEqual(ex.parameters.map((p) => p.replace(/^a+$/, `a×${p.length}`)), ['<long data: 50000 bytes>', `a×${4096 - 1 - 4 - 1 - 4 - 1 - 1 - 6 - 3}`, '<not read: past the head of a message too long to hold>']);
   });
 
   it('test-unknown-command: an anomaly naming the command byte, decoding stops', () => {

@@ -10,7 +10,7 @@ import { Op, PendingOp, paramsWeight } from './pending.js';
  * is malformed. `r` is positioned at the body.
  */
 export function clientOp(type: number, r: WireReader, clock: Clock, logParameters: boolean, maxValueBytes: number, declared = -1): PendingOp | string | undefined {
-  if (declared >= 0) return headOp(type, r, clock, declared);
+  if (declared >= 0) return headOp(type, r, clock, declared, logParameters, maxValueBytes);
   switch (type) {
     case Frontend.Query: {
       const start = r.position;
@@ -75,9 +75,9 @@ export function clientOp(type: number, r: WireReader, clock: Clock, logParameter
 /**
  * The head of a Query / Parse / Bind / FunctionCall too long to hold
  * (`declared`: its whole body length; the rest streams through unread): the
- * SQL as far as it goes, names and oid, never the values.
+ * SQL as far as it goes, names and oid, and the values the head holds.
  */
-function headOp(type: number, r: WireReader, clock: Clock, declared: number): PendingOp | string | undefined {
+function headOp(type: number, r: WireReader, clock: Clock, declared: number, logParameters: boolean, maxValueBytes: number): PendingOp | string | undefined {
   const start = r.position;
   const end = start + r.remaining;
   const buf = r.buffer;
@@ -101,12 +101,13 @@ function headOp(type: number, r: WireReader, clock: Clock, declared: number): Pe
       return op;
     }
     case Frontend.Bind: {
-      const portal = r.cstring();
-      const statement = r.cstring();
-      if (!r.ok) return 'Bind';
+      const m = parseBind(r, logParameters, maxValueBytes, true);
+      if (m === null) return 'Bind';
       const op = new PendingOp(Op.Bind, clock.now(), clock.monoMicros());
-      op.name = portal;
-      op.ref = statement;
+      op.name = m.portal;
+      op.ref = m.statement;
+      op.params = m.params;
+      op.sqlBytes = paramsWeight(m.params);
       return op;
     }
     case Frontend.FunctionCall: {

@@ -1,4 +1,5 @@
 import type { WireReader } from '../wire/reader.js';
+import { UNREAD_VALUE } from './pending.js';
 
 /**
  * PostgreSQL protocol 3.0 message codes and the body parsers the tracker
@@ -180,7 +181,12 @@ export class BindMessage {
  * Bind: portal, statement, format codes, values, result formats. Values are
  * rendered only when `render` (log_parameters), each cut to `maxValueBytes`.
  */
-export function parseBind(r: WireReader, render: boolean, maxValueBytes: number): BindMessage | null {
+/**
+ * A Bind; values rendered when `render`. `cut`: `r` holds only the head of
+ * the message (the rest streamed through unread): the value the head ends
+ * in is rendered as far as it goes, the ones after it as UNREAD_VALUE.
+ */
+export function parseBind(r: WireReader, render: boolean, maxValueBytes: number, cut = false): BindMessage | null {
   const portal = r.cstring();
   const statement = r.cstring();
   if (!r.ok) return null;
@@ -194,14 +200,24 @@ export function parseBind(r: WireReader, render: boolean, maxValueBytes: number)
   const params: string[] = new Array<string>(nParams);
   for (let i = 0; i < nParams; i++) {
     const len = r.int32();
-    if (!r.ok || len < -1) return null;
+    if (!r.ok || len < -1) {
+      if (!cut || len < -1) return null;
+      params.fill(UNREAD_VALUE, i);
+      break;
+    }
     if (len === -1) {
       params[i] = 'NULL';
       continue;
     }
+    const fmt = nFormats === 0 ? 0 : buf.readInt16BE(formatsAt + (nFormats === 1 ? 0 : i * 2));
+    const avail = r.remaining;
+    if (cut && len > avail) {
+      params[i] = avail > 0 ? renderValue(buf, r.position, avail, fmt, maxValueBytes) : UNREAD_VALUE;
+      params.fill(UNREAD_VALUE, i + 1);
+      break;
+    }
     const at = r.skip(len);
     if (at < 0) return null;
-    const fmt = nFormats === 0 ? 0 : buf.readInt16BE(formatsAt + (nFormats === 1 ? 0 : i * 2));
     params[i] = renderValue(buf, at, len, fmt, maxValueBytes);
   }
   return new BindMessage(portal, statement, params);

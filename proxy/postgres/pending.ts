@@ -18,6 +18,9 @@ export const Op = {
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
+/** What a bound value past the head of a message too long to hold is recorded as (it streamed through unread). */
+export const UNREAD_VALUE = '<not read: past the head of a message too long to hold>';
+
 /** One client operation waiting for its response. One class for every kind so the tracker stays monomorphic. */
 export class PendingOp {
   kind: Op;

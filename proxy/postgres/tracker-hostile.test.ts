@@ -112,7 +112,19 @@ describe('postgres tracker: hostile input', () => {
     s.run([['s', cat([B.parseComplete(), B.bindComplete(), B.commandComplete('SELECT 1'), B.readyForQuery()])]]).end();
     assert.deepEqual(s.anomalies, []);
     const st = s.events.filter((e) => e.kind === 'statement');
-    assert.deepEqual(st.map((e) => [e.statement, e.statementTruncated, e.commandTag, e.parameters]), [['select $1::text', true, 'SELECT', []]]);
+    // The (binary) value runs past the head: kept as far as max_statement_bytes, as any long value.
+    assert.deepEqual(st.map((e) => [e.statement, e.statementTruncated, e.commandTag, e.parameters]), [['select $1::text', true, 'SELECT', ['\\x' + '42'.repeat(31)]]]);
+  });
+
+  it('a Bind cut inside its values: the value the head ends in as far as it goes, the ones after it unread, never a wrong count', () => {
+    const cap = DEFAULT_TRACKER_LIMITS.statement;
+    const s = new TestSession({ redact: 'literals', maxStatementBytes: 64, logParameters: true });
+    const values = ['a', Buffer.alloc(cap, 0x43), 'c', null];
+    s.run([...login, ['c', cat([B.parse('s2', 'select $1, $2, $3, $4'), B.bind('p2', 's2', values), B.execute('p2'), B.sync()])]], 4096);
+    s.run([['s', cat([B.parseComplete(), B.bindComplete(), B.commandComplete('SELECT 1'), B.readyForQuery()])]]).end();
+    assert.deepEqual(s.anomalies, []);
+    const st = s.events.filter((e) => e.kind === 'statement');
+    assert.deepEqual(st.map((e) => e.parameters), [['a', '\\x' + '43'.repeat(31), '<not read: past the head of a message too long to hold>', '<not read: past the head of a message too long to hold>']]);
   });
 
   it('server_error_response_over_cap', () => {
