@@ -29,8 +29,8 @@ export async function negotiatePostgres(ctx: NegotiateContext): Promise<Negotiat
   let first: Buffer;
   for (;;) {
     const head = await reader.peek(4, MAX_STARTUP_BYTES);
-    if (head[0] === 0x16 && ctx.serverTls) {
-      // Direct TLS (PostgreSQL 17 sslnegotiation=direct): the ClientHello comes first.
+    if (head[0] === 0x16 && ctx.serverTls && !tls) {
+      // Direct TLS (PostgreSQL 17 sslnegotiation=direct): the ClientHello comes first. Once inside TLS, never a second layer.
       const rest = reader.detach();
       client = await ctx.upgradeClient(client, rest);
       tls = true;

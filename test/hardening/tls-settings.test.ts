@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { makeTempDir, makeTlsFiles, sharedPostgres, skipUnless, startPostgres, type PgServer, type TlsFiles } from '../harness/index.js';
+import { freePort, makeTempDir, makeTlsFiles, sharedPostgres, skipUnless, startPostgres, type PgServer, type TlsFiles } from '../harness/index.js';
 import { startStack, type Stack } from '../e2e/stack.js';
 
 type Handshake = { ok: true; version: string; cipher: string } | { ok: false; code: string };
@@ -132,5 +133,55 @@ describe('TLS to the database: libpq sslmode semantics', { skip: skipUnless('pos
       await hopThrough(tlsPgOtherName, '127.0.0.1', { 'collector.upstream_tls.mode': 'verify-full', 'collector.upstream_tls.ca_file': otherName.caFile, 'collector.upstream_tls.server_name': 'db.example' }),
       { ssl: 't' },
     );
+  });
+});
+
+describe('TLS toward applications: errors during negotiation are answered inside TLS', { skip: skipUnless('postgres', 'openssl') }, () => {
+  const dir = makeTempDir('tls-nested');
+  after(() => dir.remove());
+
+  test('the database is down: a TLS client (psql sslmode=require) gets the FATAL, not "SSL error: wrong version number"', async () => {
+    const files = await makeTlsFiles(join(dir.dir, 'down'), { cn: 'localhost' });
+    const server = await sharedPostgres({ pgaudit: true, passwordAuth: true });
+    const stack = await startStack(`127.0.0.1:${await freePort()}`, { 'collector.tls.cert_file': files.certFile, 'collector.tls.key_file': files.keyFile });
+    try {
+      // The proxy wrote its error in plain text onto the TLS connection (the raw socket), which the client read as a broken TLS record.
+      const r = await server.psqlResult('select 1', { host: '127.0.0.1', port: stack.proxyPort, sslmode: 'require', allowError: true });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /FATAL: {2}dbaudit: the database is not reachable through the audit proxy/);
+      const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end'));
+      assert.deepEqual(evs.map((e) => [e.kind, e.reason]), [['session_start', ''], ['session_end', 'upstream_error']]);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  test('a ClientHello sent inside the TLS session is not a second TLS layer: ErrorResponse 08P01 and an anomaly', async () => {
+    const files = await makeTlsFiles(join(dir.dir, 'nested'), { cn: 'localhost' });
+    const server = await sharedPostgres({ pgaudit: true, passwordAuth: true });
+    const stack = await startStack(`${server.host}:${server.port}`, { 'collector.tls.cert_file': files.certFile, 'collector.tls.key_file': files.keyFile });
+    try {
+      const got = await new Promise<Buffer>((resolve, reject) => {
+        const sock = net.connect({ host: '127.0.0.1', port: stack.proxyPort }, () => sock.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])));
+        sock.once('error', reject);
+        sock.once('data', () => {
+          const t = tls.connect({ socket: sock, rejectUnauthorized: false }, () => {
+            const parts: Buffer[] = [];
+            t.on('data', (b: Buffer) => parts.push(b));
+            t.on('error', () => undefined);
+            t.on('close', () => resolve(Buffer.concat(parts)));
+            // The first bytes of a TLS ClientHello: record type 0x16, version 3.1.
+            t.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x40, ...Buffer.alloc(0x40, 1)]));
+          });
+          t.once('error', reject);
+        });
+      });
+      assert.equal(got[0], 0x45, 'an ErrorResponse, not a TLS alert');
+      assert.match(got.toString('latin1'), /C08P01\0/);
+      const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end'));
+      assert.deepEqual(evs.map((e) => [e.kind, e.tls]), [['session_start', true], ['anomaly', true], ['session_end', true]]);
+    } finally {
+      await stack.close();
+    }
   });
 });
