@@ -123,7 +123,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const query = new QueryHandler({ store, metrics, logger, guard });
   const server = new grpc.Server(SERVER_OPTIONS);
   server.addService(ingestServerDefinition, { stream: ingest.stream });
-  server.addService(queryDefinition, { search: query.search, trail: trailHandler({ store, metrics, logger, guard }) });
+  server.addService(queryDefinition, { search: query.search, trail: trailHandler({ store, metrics, logger, guard, flushHeads: () => trail.flushHeads() }) });
 
   let port: number;
   try {

@@ -79,6 +79,17 @@ interface EpochState {
 
 const epochName = (collectorId: string, epoch: string): string => `${collectorId}\u0000${epoch}`;
 
+/** An escaped string of a key (store-keys `escaped`: 0x00 as 0x00 0xFF, ending in 0x00) starting at `at`, and where it ends. */
+function unescapeAt(key: Buffer, at: number): { value: string; end: number } | undefined {
+  const bytes: number[] = [];
+  for (let i = at; i < key.length; i++) {
+    if (key[i] !== 0) bytes.push(key[i]);
+    else if (key[i + 1] === 0xff) bytes.push(0), i++;
+    else return { value: Buffer.from(bytes).toString('utf8'), end: i + 1 };
+  }
+  return undefined;
+}
+
 function encodeHead(h: EpochState): Buffer {
   const a = h.head ? { m: Buffer.from(h.head.mac).toString('hex'), k: h.head.keyId } : {};
   return Buffer.from(JSON.stringify({ c: h.collectorId, e: h.epoch, h: String(h.highest), ...a }), 'utf8');
@@ -152,6 +163,7 @@ export class EmbeddedStore implements Store {
       } finally {
         await it.end();
       }
+      await this.#epochsHeld(db);
       this.#db = db;
     } catch (err) {
       throw AuditError.from(err, ErrorCode.Store, `cannot open the embedded store in ${this.#dir}`);
@@ -364,6 +376,32 @@ export class EmbeddedStore implements Store {
         },
       });
     });
+  }
+
+  /**
+   * Every epoch the trail index holds ('Q' keys) is known, with or without an
+   * 'H' key: a head key deleted behind the gateway's back must not take its
+   * epoch (and any edit in it) out of the check. One iterator per epoch,
+   * each starting past the one before.
+   */
+  async #epochsHeld(db: RocksDb): Promise<void> {
+    let from = Buffer.of(TAG.Trail);
+    for (;;) {
+      const it = db.iterator({ gte: from, lt: Buffer.of(TAG.Trail + 1), values: false });
+      let key: Buffer | undefined;
+      try {
+        key = (await it.next())?.key;
+      } finally {
+        await it.end();
+      }
+      if (!key) return;
+      const collector = unescapeAt(key, 1);
+      const epoch = collector && unescapeAt(key, collector.end);
+      if (!collector || !epoch) return; // not a trail key this store wrote: stop here rather than guess
+      const name = epochName(collector.value, epoch.value);
+      if (!this.#epochs.has(name)) this.#epochs.set(name, { collectorId: collector.value, epoch: epoch.value, highest: 0n });
+      from = Buffer.concat([key.subarray(0, epoch.end), Buffer.alloc(25, 0xff)]);
+    }
   }
 
   async trailEpochs(collectorId?: string): Promise<TrailEpoch[]> {

@@ -258,8 +258,22 @@ export class PostgresStore implements Store {
 
   trailEpochs(collectorId?: string): Promise<TrailEpoch[]> {
     return this.#track('listing trail epochs failed', async (pool) => {
+      // Every epoch the events hold, not only those with a trail_heads row: a head row deleted in the
+      // store must not take its epoch (and any edit in it) out of the check. The epochs are found by a
+      // skip scan of events_sequence_idx (one index probe per epoch), not by reading every event.
+      const only = collectorId !== undefined ? 'AND collector_id = $1' : '';
       const heads = await pool.query<{ collector_id: string; epoch: string; highest: string; head_mac: Buffer | null; head_key_id: string }>(
-        `SELECT collector_id, epoch, highest_seq::text AS highest, head_mac, head_key_id FROM trail_heads ${collectorId !== undefined ? 'WHERE collector_id = $1' : ''} ORDER BY collector_id, epoch`,
+        `WITH RECURSIVE held AS (
+           (SELECT collector_id, epoch FROM events WHERE seq > 0 ${only} ORDER BY collector_id, epoch LIMIT 1)
+           UNION ALL
+           SELECT n.collector_id, n.epoch FROM held, LATERAL (
+             SELECT collector_id, epoch FROM events WHERE (collector_id, epoch) > (held.collector_id, held.epoch) AND seq > 0 ${only}
+             ORDER BY collector_id, epoch LIMIT 1) n
+         ), known AS (
+           SELECT collector_id, epoch FROM trail_heads WHERE true ${only} UNION SELECT collector_id, epoch FROM held
+         )
+         SELECT k.collector_id, k.epoch, coalesce(h.highest_seq, 0)::text AS highest, h.head_mac, coalesce(h.head_key_id, '') AS head_key_id
+         FROM known k LEFT JOIN trail_heads h USING (collector_id, epoch) ORDER BY k.collector_id, k.epoch`,
         collectorId !== undefined ? [col(collectorId)] : [],
       );
       const drops = await pool.query<{ sequences: SequenceSpan[] }>('SELECT sequences FROM dropped_partitions ORDER BY id');

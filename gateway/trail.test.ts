@@ -6,7 +6,10 @@ import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { ChainMaker, attestHead, trailKey } from '../lib/trail.js';
 import { encodeAuditEvent } from '../proxy/event-codec.js';
+import pg from 'pg';
 import { sharedPostgres, skipUnless } from '../test/harness/index.js';
+import { RocksDb } from './rocksdb-binding.js';
+import { TAG, epochPrefix } from './store-keys.js';
 import { startGateway, type GatewayHandle } from './server.js';
 import { TestStream, batchOf, eventAt, gatewayConfig, tempDir } from './testing.js';
 import { runVerifyCommand } from './verify-command.js';
@@ -25,6 +28,43 @@ async function verifyCode(gw: GatewayHandle, keysDir: string): Promise<{ code: n
   const code = await runVerifyCommand(['--gateway', gw.address, '--keys-dir', keysDir], {}, out, out);
   return { code, text };
 }
+
+/**
+ * Someone with write access to the store removes an epoch's head record and
+ * its last events. Before, the epoch vanished from the check (PostgreSQL
+ * listed epochs from trail_heads, the embedded store from its 'H' keys) or,
+ * with the head only zeroed, the shorter trail passed.
+ */
+const headRemovals: Record<string, (dir: string, url: string | undefined) => Promise<void>> = {
+  async embedded(dir) {
+    const db = new RocksDb(dir);
+    await db.open();
+    try {
+      const b = db.writeBatch();
+      b.del(epochPrefix(TAG.Head, 'col-h', 'epoch-h'));
+      const prefix = epochPrefix(TAG.Trail, 'col-h', 'epoch-h');
+      const it = db.iterator({ gte: prefix, lt: Buffer.concat([prefix, Buffer.alloc(25, 0xff)]), values: false });
+      try {
+        for (let e = await it.next(); e; e = await it.next()) if (e.key.readBigUInt64BE(prefix.length) >= 9n) b.del(e.key);
+      } finally {
+        await it.end();
+      }
+      await b.write(true);
+    } finally {
+      await db.close();
+    }
+  },
+  async postgres(_dir, url) {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(`DELETE FROM events WHERE collector_id = 'col-h' AND seq >= 9`);
+      await c.query(`DELETE FROM trail_heads WHERE collector_id = 'col-h'`);
+    } finally {
+      await c.end();
+    }
+  },
+};
 
 function stores(): Array<[string, () => Promise<string[]>, { skip: string | false }]> {
   return [
@@ -97,6 +137,51 @@ for (const [name, storeArgs, opts] of stores()) {
         assert.equal(ok.code, 0, ok.text);
         assert.match(ok.text, /^  ranges explained: 1-20 \(retention\)$/m);
         assert.match(ok.text, /^  events held: 10 \(seq 21-30\); highest seq reported by the collector: 30$/m);
+      } finally {
+        await gw.close();
+        tmp.remove();
+      }
+    });
+
+    test('a head record removed from the store with the tail behind it: the epoch is still checked, and the missing head is a break', async () => {
+      const tmp = tempDir();
+      const keys = join(tmp.dir, 'keys');
+      mkdirSync(keys);
+      const key = randomBytes(32);
+      writeFileSync(join(keys, 'c.key'), key.toString('base64'));
+      writeFileSync(join(tmp.dir, 'seal.key'), randomBytes(32).toString('base64'));
+      const args = await storeArgs();
+      const url = args[1];
+      const config = gatewayConfig(join(tmp.dir, 'gw'), [
+        ...args, '--gateway.id', 'gw-head', '--gateway.trail.keys_dir', keys, '--gateway.trail.check_interval', '0s', '--gateway.trail.seal_key_file', join(tmp.dir, 'seal.key'),
+      ]);
+      const auditor = join(tmp.dir, 'auditor');
+      mkdirSync(auditor);
+      writeFileSync(join(auditor, 'c.key'), key.toString('base64'));
+      writeFileSync(join(auditor, 'seal.key'), (await import('node:fs')).readFileSync(join(tmp.dir, 'seal.key')));
+      let gw = await startGateway({ config });
+      try {
+        const maker = new ChainMaker(trailKey(key), undefined);
+        const raws = Array.from({ length: 10 }, (_, i) => maker.link(eventAt(Date.now() - 60_000 + i, { seq: BigInt(i + 1), collectorId: 'col-h', epoch: 'epoch-h' }), encodeAuditEvent));
+        const s = new TestStream(gw.address);
+        const batch = batchOf(1, raws, 'col-h');
+        Object.assign(batch, { epoch: 'epoch-h', highestSeq: 10n, headMac: attestHead(trailKey(key), 'col-h', 'epoch-h', 10n).mac, headKeyId: trailKey(key).id });
+        s.send(batch);
+        await s.waitAcks(1);
+        await s.finish();
+        const ok = await verifyCode(gw, auditor);
+        assert.equal(ok.code, 0, ok.text);
+        await gw.close();
+        await headRemovals[name](config.gateway.data_dir, url);
+        gw = await startGateway({ config });
+        const r = await verifyCode(gw, auditor);
+        assert.equal(r.code, 1, r.text);
+        assert.match(r.text, /^collector col-h epoch epoch-h: FAILED$/m);
+        assert.match(r.text, /^  events held: 8 \(seq 1-8\); highest seq reported by the collector: none$/m);
+        assert.match(r.text, /^    seq 8: no reported head is stored for this epoch, yet 8 of its events were delivered by the collector itself/m);
+        const [report] = await gw.trail.pass();
+        assert.deepEqual([report.collectorId, report.epoch, report.breaks.map((b) => b.seq)], ['col-h', 'epoch-h', [8n]]);
+        assert.equal((await gw.metrics.trailChainBreaks.get()).values.find((v) => v.labels.check === 'store')?.value, 1);
       } finally {
         await gw.close();
         tmp.remove();

@@ -13,6 +13,7 @@ import {
 } from '../lib/trail.js';
 import { uuidv7 } from '../lib/uuid.js';
 import type { CallGuard } from './auth.js';
+import { arrivedByReplication } from './replicate.js';
 import { idBytes } from './store-keys.js';
 import type { Sealer, Store, StoredEvent, TrailEpoch, TrailHead } from './store.js';
 
@@ -81,7 +82,12 @@ interface Checkpoint {
   /** Breaks already counted past the checkpoint ("seq problem"). */
   counted: Set<string>;
   missing: number;
+  /** Rows up to the checkpoint that a collector delivered itself (not DR replication). */
+  direct?: number;
 }
+
+/** A row a collector delivered itself: its batch carried an attested head. */
+export const deliveredDirectly = (deliveredBy: string): boolean => !arrivedByReplication(deliveredBy);
 
 export interface AuditorOptions {
   store: Store;
@@ -219,7 +225,9 @@ export class TrailAuditor {
 
   async #walk(ep: TrailEpoch, cp: Checkpoint): Promise<EpochReport> {
     const seals = new Map<string, Seal>();
-    const verifier = new EpochVerifier(ep.collectorId, ep.epoch, { keys: this.#o.keys, requireKeyed: this.#o.requireKeyed, after: cp.after, seal: (id) => seals.get(id) });
+    const verifier = new EpochVerifier(ep.collectorId, ep.epoch, {
+      keys: this.#o.keys, requireKeyed: this.#o.requireKeyed, after: cp.after, seal: (id) => seals.get(id), deliveredDirectly, directBefore: cp.direct,
+    });
     const hashes: { seq: bigint; hash: Uint8Array }[] = [];
     let read = 0;
     for await (const page of readTrail(this.#o.store, ep, cp.after?.seq ?? 0n, { maxRows: PASS_ROWS })) {
@@ -232,7 +240,7 @@ export class TrailAuditor {
       read += page.rows.length;
     }
     // Past the rows read, the tail is unknown until the next pass: do not call it missing yet.
-    const report = read >= PASS_ROWS ? verifier.finish(0n, ep.dropped) : verifier.finish(ep.highestReported, ep.dropped, ep.head);
+    const report = read >= PASS_ROWS ? verifier.finish(0n, ep.dropped, undefined, true) : verifier.finish(ep.highestReported, ep.dropped, ep.head);
     // The new checkpoint: the last row before the first unexplained gap (or the last row).
     const stop = report.missing.length > 0 ? report.missing[0].from : undefined;
     let next: { seq: bigint; hash: Uint8Array } | undefined;
@@ -242,6 +250,7 @@ export class TrailAuditor {
     }
     if (next) {
       cp.after = next;
+      cp.direct = verifier.direct;
       for (const k of cp.counted) if (BigInt(k.slice(0, k.indexOf(' '))) <= next.seq) cp.counted.delete(k);
     }
     return report;
@@ -249,7 +258,7 @@ export class TrailAuditor {
 }
 
 /** QueryService.Trail: the stored trail, epoch by epoch, for `dbaudit verify`. */
-export function trailHandler(opts: { store: Store; metrics: GatewayMetrics; logger: Logger; guard: CallGuard }) {
+export function trailHandler(opts: { store: Store; metrics: GatewayMetrics; logger: Logger; guard: CallGuard; flushHeads?: () => Promise<void> }) {
   return (call: grpc.ServerWritableStream<TrailRequest, TrailChunk>): void => {
     const started = process.hrtime.bigint();
     const { metrics, logger, store } = opts;
@@ -274,6 +283,8 @@ export function trailHandler(opts: { store: Store; metrics: GatewayMetrics; logg
       });
     (async () => {
       const seen = new Set<string>();
+      // Heads this gateway received and holds in memory (written once a second) are in the store before it is read.
+      await opts.flushHeads?.();
       for (const ep of await store.trailEpochs(req.collectorId || undefined)) {
         if (call.cancelled) return;
         await write(create(TrailChunkSchema, {

@@ -6,6 +6,7 @@ import { clientAuth, type ClientSecurity } from '../lib/client-auth.js';
 import { MAX_MESSAGE_BYTES, QueryClient } from '../lib/grpc.js';
 import { EpochVerifier, TrailKeys, formatRange, reportPasses, type Attested, type DroppedRange, type EpochReport, type Seal } from '../lib/trail.js';
 import { describeFailure, gatewayOf, parseFlags, parseTimeArg, write } from './events-command.js';
+import { deliveredDirectly } from './trail.js';
 
 /**
  * `dbaudit verify`: reads a gateway's stored trail (QueryService.Trail) and
@@ -79,7 +80,7 @@ export function verifyTrail(gateway: string, security: ClientSecurity, request: 
         close();
         const ep = chunk.epoch;
         current = {
-          v: new EpochVerifier(ep.collectorId, ep.epoch, { keys, linkFirst: !windowed, seal: (id) => seals.get(id) }),
+          v: new EpochVerifier(ep.collectorId, ep.epoch, { keys, linkFirst: !windowed, seal: (id) => seals.get(id), deliveredDirectly }),
           highest: ep.highestReported,
           head: ep.highestReported > 0n ? { mac: ep.headMac, keyId: ep.headKeyId } : undefined,
           dropped: ep.dropped.map((r) => ({ from: r.fromSeq, to: r.toSeq, mac: r.mac, keyId: r.keyId })),

@@ -87,6 +87,24 @@ describe('chain hash', () => {
 });
 
 describe('EpochVerifier', () => {
+  test('rows a collector delivered itself with no head stored is a break (head record removed); DR-replicated rows and a partial walk are not', () => {
+    const direct = (by: string): boolean => !by.startsWith('replication:');
+    const rows = chain(8);
+    const run = (rs: TrailRow[], highest: bigint, partial = false, directBefore?: number): EpochReport => {
+      const v = new EpochVerifier('col-a', EPOCH, { keys: new TrailKeys([KEY]), deliveredDirectly: direct, directBefore });
+      for (const r of rs) v.add(r);
+      return v.finish(highest, [], highest > 0n ? attestHead(KEY, 'col-a', EPOCH, highest) : undefined, partial);
+    };
+    const gone = run(rows, 0n);
+    assert.deepEqual(gone.breaks.map((b) => [b.seq, b.problem.slice(0, 80)]), [[8n, 'no reported head is stored for this epoch, yet 8 of its events were delivered by']]);
+    assert.equal(reportPasses(gone), false);
+    assert.equal(reportPasses(run(rows, 8n)), true, 'with its attested head it passes');
+    assert.equal(reportPasses(run(rows.map((r) => ({ ...r, deliveredBy: 'replication:gw-a' })), 0n)), true, 'a DR copy holds no heads');
+    assert.equal(reportPasses(run(rows, 0n, true)), true, 'a walk cut short does not look at the head');
+    assert.equal(reportPasses(run([], 0n, false, 3)), false, 'direct rows seen before a checkpoint count');
+    assert.equal(reportPasses(verify(rows, 0n)), true, 'without deliveredDirectly heads are not required');
+  });
+
   test('a whole chain passes', () => {
     const r = verify(chain(10), 10n);
     assert.deepEqual({ held: r.held, first: r.firstSeq, last: r.lastSeq, missing: r.missing, breaks: r.breaks }, { held: 10, first: 1n, last: 10n, missing: [], breaks: [] });

@@ -342,6 +342,15 @@ export interface VerifyOptions {
   linkFirst?: boolean;
   /** Look up a seal by id (undefined: seals not checked). */
   seal?: (sealId: string) => Seal | undefined;
+  /**
+   * Did a collector deliver this row itself (not DR replication)? A
+   * collector reports an attested head with every batch, so an epoch with
+   * such a row and no head in the store has lost its head record (and a
+   * deleted tail could hide behind it). Undefined: heads are not required.
+   */
+  deliveredDirectly?: (deliveredBy: string) => boolean;
+  /** Rows delivered directly that an earlier walk (before `after`) already saw. */
+  directBefore?: number;
 }
 
 function fmtSeqs(r: SeqRange): string {
@@ -395,6 +404,7 @@ export class EpochVerifier {
   readonly #breaks: Finding[] = [];
   #unchecked = 0;
   #unsealed = 0;
+  #direct: number;
   #linkNext: boolean;
   /** Seals already checked: their verdict and digests by event id. */
   readonly #sealsSeen = new Map<string, { problem?: string; digests: Map<string, Buffer> } | undefined>();
@@ -407,6 +417,12 @@ export class EpochVerifier {
     if (opts.after) this.#prev = { seq: opts.after.seq, hash: opts.after.hash, eventId: '' };
     this.#expect = opts.after ? opts.after.seq + 1n : 1n;
     this.#linkNext = opts.linkFirst ?? true;
+    this.#direct = opts.directBefore ?? 0;
+  }
+
+  /** Rows a collector delivered itself, seen so far (with `directBefore`). */
+  get direct(): number {
+    return this.#direct;
   }
 
   /** The last seq walked and its hash: where a later walk may continue. */
@@ -428,6 +444,7 @@ export class EpochVerifier {
     }
     const id = ev.eventId;
     this.#held++;
+    if (this.#o.deliveredDirectly?.(row.deliveredBy)) this.#direct++;
     if (this.#held === 1) this.#first = row.seq;
     if (ev.collectorId !== this.collectorId || ev.epoch !== this.epoch || ev.seq !== row.seq) {
       this.#break(row.seq, id, `is stored as collector ${this.collectorId} epoch ${this.epoch} seq ${row.seq} but says collector ${ev.collectorId} epoch ${ev.epoch} seq ${ev.seq}`);
@@ -491,10 +508,14 @@ export class EpochVerifier {
    * event held (a deleted tail is missing too), once its attestation by the
    * collector checks (`head`; without one the head is taken as given);
    * `dropped` are ranges retention removed on purpose, each explaining only
-   * when its gateway attestation checks.
+   * when its gateway attestation checks. `partial`: the walk stopped before
+   * the end of the epoch, so its head is not looked at.
    */
-  finish(highestReported: bigint, dropped: readonly DroppedRange[] = [], head?: Attested): EpochReport {
+  finish(highestReported: bigint, dropped: readonly DroppedRange[] = [], head?: Attested, partial = false): EpochReport {
     const keys = this.#o.keys;
+    if (!partial && highestReported === 0n && this.#direct > 0) {
+      this.#break(this.#prev?.seq ?? this.#last, '', `no reported head is stored for this epoch, yet ${this.#direct} of its events were delivered by the collector itself, which reports an attested head with every batch: the head record was removed or zeroed, and a deleted tail cannot be ruled out`);
+    }
     if (head && highestReported > 0n) {
       const h = checkHead(head, this.collectorId, this.epoch, highestReported, keys, this.#requireKeyed);
       if (h.problem) this.#break(highestReported, '', `the reported head (highest seq ${highestReported}) ${h.problem}: the collector did not report it so`);
