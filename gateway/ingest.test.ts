@@ -205,10 +205,20 @@ test('a batch with too many events ends the stream with RESOURCE_EXHAUSTED, stor
     assert.equal(await metricValue(gw.metrics, 'dbaudit_gateway_events_rejected_total', { reason: 'batch_too_large' }), 1);
     assert.equal(await metricValue(gw.metrics, 'dbaudit_api_requests_total', { endpoint: 'events', status: '429' }), 1);
 
+    // Over the 16 MiB message limit: grpc-js refuses it before the handler; still counted, and the gateway goes on.
     const big = new TestStream(gw.address);
     big.send(batchOf(2, [makeTestEvent({ statement: 'x'.repeat(17 * 1024 * 1024) })]));
-    assert.equal((await big.done).code, grpc.status.RESOURCE_EXHAUSTED);
+    const bigStatus = await big.done;
+    assert.equal(bigStatus.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(bigStatus.details, /^Received message larger than max \(\d+ vs 16777216\)$/);
     big.client.close();
+    assert.equal(await metricValue(gw.metrics, 'dbaudit_gateway_events_rejected_total', { reason: 'message_too_large' }), 1);
+    assert.equal(await metricValue(gw.metrics, 'dbaudit_api_requests_total', { endpoint: 'events', status: '429' }), 2);
+    const after = new TestStream(gw.address);
+    after.send(batchOf(3, events(2)));
+    await after.waitAcks(1);
+    assert.equal(after.acks[0].stored, 2);
+    await after.finish();
   } finally {
     await gw.close();
     tmp.remove();

@@ -5,7 +5,7 @@ import type { Config } from '../lib/config.js';
 import { parseAddress } from '../lib/config.js';
 import { AuditError, ErrorCode } from '../lib/errors.js';
 import { listenError } from '../lib/listen.js';
-import { MAX_MESSAGE_BYTES, queryDefinition } from '../lib/grpc.js';
+import { MAX_MESSAGE_BYTES, httpStatusOf, queryDefinition } from '../lib/grpc.js';
 import { componentLogger, silentLogger, type Logger } from '../lib/log.js';
 import { GatewayMetrics } from '../lib/metrics.js';
 import { guardFromConfig, type CallGuard } from './auth.js';
@@ -72,6 +72,39 @@ export const SERVER_OPTIONS: grpc.ServerOptions = {
   'grpc.max_connection_idle_ms': 0x7fffffff,
 };
 
+/** The endpoint label of a method path, as the handlers count it ('/audit.v1.IngestService/Stream' → events). */
+function endpointOf(path: string): string {
+  if (path.endsWith('/Stream')) return 'events';
+  const method = path.slice(path.lastIndexOf('/') + 1);
+  return method.toLowerCase();
+}
+
+/**
+ * Counts the calls grpc-js itself ends before a handler sees the message:
+ * a message over grpc.max_receive_message_length (MAX_MESSAGE_BYTES) is
+ * refused with RESOURCE_EXHAUSTED inside grpc-js, which tells the call's
+ * listeners only that it was cancelled. At that point the status it sent is
+ * on the HTTP/2 stream (trailers, or headers of a trailers-only answer);
+ * this reads it there and counts a refusal the handlers could not.
+ */
+function oversizeCounter(metrics: GatewayMetrics): grpc.ServerInterceptor {
+  return (method, call) =>
+    new grpc.ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onCancel: () => {
+            const stream = (call as unknown as { stream?: { sentTrailers?: Record<string, unknown>; sentHeaders?: Record<string, unknown> } }).stream;
+            const sent = stream?.sentTrailers ?? stream?.sentHeaders;
+            const code = Number(sent?.['grpc-status']);
+            const details = decodeURIComponent(String(sent?.['grpc-message'] ?? ''));
+            if (code !== grpc.status.RESOURCE_EXHAUSTED || !details.startsWith('Received message')) return;
+            metrics.eventsRejected.inc({ reason: 'message_too_large' });
+            metrics.apiRequests.inc({ endpoint: endpointOf(method.path), status: httpStatusOf(code) });
+          },
+        }),
+    });
+}
+
 function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port)));
@@ -121,7 +154,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const trail = new TrailAuditor({ store, metrics, logger, keys, requireKeyed, intervalMs: t.check_interval });
   const ingest = new IngestHandler({ store, metrics, logger, guard, onStored: opts.onStored, now, trail });
   const query = new QueryHandler({ store, metrics, logger, guard });
-  const server = new grpc.Server(SERVER_OPTIONS);
+  const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: [oversizeCounter(metrics)] });
   server.addService(ingestServerDefinition, { stream: ingest.stream });
   server.addService(queryDefinition, { search: query.search, trail: trailHandler({ store, metrics, logger, guard, flushHeads: () => trail.flushHeads() }) });
 
