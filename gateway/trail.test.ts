@@ -12,7 +12,11 @@ import { RocksDb } from './rocksdb-binding.js';
 import { TAG, epochPrefix } from './store-keys.js';
 import { startGateway, type GatewayHandle } from './server.js';
 import { TestStream, batchOf, eventAt, gatewayConfig, tempDir } from './testing.js';
-import { runVerifyCommand } from './verify-command.js';
+import { createServer } from 'node:net';
+import { create } from '@bufbuild/protobuf';
+import { TrailRequestSchema } from '../proto/gen/audit/v1/query_pb.js';
+import { describeFailure } from './events-command.js';
+import { runVerifyCommand, verifyTrail } from './verify-command.js';
 
 /**
  * The gateway's side of the trail on both stores: heads reported in
@@ -22,10 +26,10 @@ import { runVerifyCommand } from './verify-command.js';
 
 const DAY = 86_400_000;
 
-async function verifyCode(gw: GatewayHandle, keysDir: string): Promise<{ code: number; text: string }> {
+async function verifyCode(gw: GatewayHandle, keysDir: string, extra: string[] = []): Promise<{ code: number; text: string }> {
   let text = '';
   const out = new Writable({ write: (chunk, _enc, cb) => ((text += String(chunk)), cb()) });
-  const code = await runVerifyCommand(['--gateway', gw.address, '--keys-dir', keysDir], {}, out, out);
+  const code = await runVerifyCommand(['--gateway', gw.address, '--keys-dir', keysDir, ...extra], {}, out, out);
   return { code, text };
 }
 
@@ -171,6 +175,10 @@ for (const [name, storeArgs, opts] of stores()) {
         await s.finish();
         const ok = await verifyCode(gw, auditor);
         assert.equal(ok.code, 0, ok.text);
+        // A window after the epoch's last event holds none of it: nothing in it is missing (every older epoch failed --since before).
+        const later = await verifyCode(gw, auditor, ['--since', '2100-01-01T00:00:00Z']);
+        assert.equal(later.code, 0, later.text);
+        assert.match(later.text, /^  events held: 0; highest seq reported by the collector: 10\n  ranges missing: none$/m);
         await gw.close();
         await headRemovals[name](config.gateway.data_dir, url);
         gw = await startGateway({ config });
@@ -189,3 +197,20 @@ for (const [name, storeArgs, opts] of stores()) {
     });
   });
 }
+
+test('verify gives up on a gateway that accepts the connection and never answers (exit 3), instead of hanging', async () => {
+  const held: import('node:net').Socket[] = [];
+  const silent = createServer((sock) => void held.push(sock));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const address = `127.0.0.1:${(silent.address() as import('node:net').AddressInfo).port}`;
+  try {
+    const err = await verifyTrail(address, {}, create(TrailRequestSchema, {}), undefined, { stallMs: 300 }).then(
+      () => assert.fail('a silent gateway verified'),
+      (e: unknown) => e as import('@grpc/grpc-js').ServiceError,
+    );
+    assert.equal(describeFailure(address, err), `cannot reach the gateway at ${address}: it sent nothing for 0.3s (stalled)`);
+  } finally {
+    for (const sock of held) sock.destroy();
+    silent.close();
+  }
+});

@@ -1,4 +1,4 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { TrailRequestSchema, type TrailChunk, type TrailRequest } from '../proto/gen/audit/v1/query_pb.js';
@@ -56,8 +56,12 @@ export function parseVerifyArgs(argv: readonly string[], env: NodeJS.ProcessEnv,
   return { gateway, security, request, keys, json: values.switches.has('json'), help: values.help };
 }
 
+/** How long verify waits for the next chunk (or the connection) before it gives up on a gateway that stalls. */
+export const STALL_MS = 120_000;
+
 /** Reads the whole trail and verifies it epoch by epoch, as the chunks arrive. */
-export function verifyTrail(gateway: string, security: ClientSecurity, request: TrailRequest, keys: TrailKeys | undefined): Promise<EpochReport[]> {
+export function verifyTrail(gateway: string, security: ClientSecurity, request: TrailRequest, keys: TrailKeys | undefined, opts: { stallMs?: number } = {}): Promise<EpochReport[]> {
+  const stallMs = opts.stallMs ?? STALL_MS;
   const { credentials, metadata } = clientAuth(security);
   const client = new QueryClient(gateway, credentials, { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES }) as unknown as grpc.Client & {
     trail(req: TrailRequest, md: grpc.Metadata): grpc.ClientReadableStream<TrailChunk>;
@@ -72,7 +76,21 @@ export function verifyTrail(gateway: string, security: ClientSecurity, request: 
   };
   return new Promise<EpochReport[]>((resolve, reject) => {
     const call = client.trail(request, metadata);
+    // A gateway that accepts the connection and then says nothing (no HTTP/2, a stuck store) must not hang the audit.
+    let stalled: NodeJS.Timeout | undefined;
+    const watch = (): void => {
+      clearTimeout(stalled);
+      stalled = setTimeout(() => {
+        call.removeAllListeners('error');
+        call.on('error', () => undefined);
+        call.cancel();
+        client.close();
+        reject(Object.assign(new Error('stalled'), { code: grpc.status.UNAVAILABLE, details: `it sent nothing for ${stallMs / 1000}s (stalled)` }));
+      }, stallMs);
+    };
+    watch();
     call.on('data', (chunk: TrailChunk) => {
+      watch();
       for (const s of chunk.seals) {
         seals.set(s.sealId, { sealId: s.sealId, gatewayId: s.gatewayId, keyId: s.keyId, sealedAtMs: Number(s.sealedAtMs), entries: Buffer.from(s.entries), mac: s.mac });
       }
@@ -91,10 +109,12 @@ export function verifyTrail(gateway: string, security: ClientSecurity, request: 
       }
     });
     call.on('error', (err) => {
+      clearTimeout(stalled);
       client.close();
       reject(err);
     });
     call.on('end', () => {
+      clearTimeout(stalled);
       client.close();
       close();
       resolve(reports);
