@@ -214,3 +214,26 @@ test('verify gives up on a gateway that accepts the connection and never answers
     silent.close();
   }
 });
+
+test('a collector id or epoch with a line break (anyone with a gateway token can send one) prints as one quoted name, never as a line of its own', async () => {
+  const tmp = tempDir();
+  const keys = join(tmp.dir, 'keys');
+  mkdirSync(keys);
+  writeFileSync(join(keys, 'c.key'), randomBytes(32).toString('base64'));
+  const gw = await startGateway({ config: gatewayConfig(join(tmp.dir, 'gw'), ['--gateway.trail.keys_dir', keys, '--gateway.trail.check_interval', '0s']) });
+  try {
+    const collector = 'x epoch y: OK\nPASS: 0 collector epoch(s)';
+    const raw = new ChainMaker(undefined, undefined).link(eventAt(Date.now() - 1000, { seq: 1n, collectorId: collector, epoch: 'e\r\n' }), encodeAuditEvent);
+    const s = new TestStream(gw.address);
+    s.send(batchOf(1, [raw], collector));
+    await s.waitAcks(1);
+    await s.finish();
+    const r = await verifyCode(gw, keys);
+    assert.equal(r.code, 1, r.text);
+    assert.doesNotMatch(r.text, /^PASS/m);
+    assert.match(r.text, /^collector "x epoch y: OK\\nPASS: 0 collector epoch\(s\)" epoch "e\\r\\n": FAILED$/m);
+  } finally {
+    await gw.close();
+    tmp.remove();
+  }
+});

@@ -122,15 +122,24 @@ export function verifyTrail(gateway: string, security: ClientSecurity, request: 
   });
 }
 
+/**
+ * A name from the store as one line: collector ids, epochs and event ids come from whoever could
+ * write to the gateway, and a line break in one could print a line such as "PASS: …" of its own.
+ */
+export function oneLine(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(s) ? JSON.stringify(s) : s;
+}
+
 function describe(r: EpochReport): string {
-  const lines = [`collector ${r.collectorId} epoch ${r.epoch}: ${reportPasses(r) ? 'OK' : 'FAILED'}`];
+  const lines = [`collector ${oneLine(r.collectorId)} epoch ${oneLine(r.epoch)}: ${reportPasses(r) ? 'OK' : 'FAILED'}`];
   const span = r.held > 0 ? ` (seq ${r.firstSeq}-${r.lastSeq})` : '';
   lines.push(`  events held: ${r.held}${span}; highest seq reported by the collector: ${r.highestReported > 0n ? r.highestReported : 'none'}`);
   lines.push(`  ranges missing: ${r.missing.length === 0 ? 'none' : r.missing.map(formatRange).join(', ')}`);
   if (r.explained.length > 0) lines.push(`  ranges explained: ${r.explained.map((x) => `${formatRange(x)} (${x.by})`).join(', ')}`);
-  lines.push(`  loss events: ${r.losses.length === 0 ? 'none' : r.losses.map((l) => `seq ${l.seq} names ${formatRange(l)} (${l.reason})`).join('; ')}`);
+  lines.push(`  loss events: ${r.losses.length === 0 ? 'none' : r.losses.map((l) => `seq ${l.seq} names ${formatRange(l)} (${oneLine(l.reason)})`).join('; ')}`);
   lines.push(`  chain breaks: ${r.breaks.length === 0 ? 'none' : r.breaks.length}`);
-  for (const b of r.breaks) lines.push(`    seq ${b.seq}${b.eventId ? ` event ${b.eventId}` : ''}: ${b.problem}`);
+  for (const b of r.breaks) lines.push(`    seq ${b.seq}${b.eventId ? ` event ${oneLine(b.eventId)}` : ''}: ${oneLine(b.problem)}`);
   if (r.unchecked > 0) lines.push(`  not checked: ${r.unchecked} keyed chain hashes (their key is not in --keys-dir)`);
   if (r.unsealed > 0) lines.push(`  unsealed rows: ${r.unsealed} (stored by a gateway without a seal key)`);
   return lines.join('\n');
