@@ -166,12 +166,20 @@ async function trimOverflow(client: Queryable, cutoffMicros: number, droppedBy: 
   });
 }
 
-/** Per collector epoch: first and last seq and count of the rows `source` yields (a query with collector_id, epoch, seq, time_us). */
+/**
+ * Per collector epoch, each run of consecutive seqs the rows `source` yields (a query with
+ * collector_id, epoch, seq, time_us), with its count. Runs, not first-to-last: a partition's
+ * seqs need not be contiguous (a statement that started before midnight gets its seq when it
+ * ends, after events of the next day), and an attested span over seqs that stay in another
+ * partition would explain their later deletion as retention.
+ */
 async function sequenceSpans(client: Queryable, source: string, params: unknown[]): Promise<{ spans: SequenceSpan[]; total: number; newest?: number }> {
   const r = await client.query<{ collector_id: string; epoch: string; first_seq: string; last_seq: string; events: string; newest: string | null }>(
-    `WITH src AS (${source})
+    `WITH src AS (${source}), runs AS (
+       SELECT collector_id, epoch, seq, time_us, seq - dense_rank() OVER (PARTITION BY collector_id, epoch ORDER BY seq) AS run FROM src
+     )
      SELECT collector_id, epoch, min(seq)::text AS first_seq, max(seq)::text AS last_seq, count(*)::text AS events, max(time_us)::text AS newest
-     FROM src GROUP BY collector_id, epoch ORDER BY collector_id, epoch`,
+     FROM runs GROUP BY collector_id, epoch, run ORDER BY collector_id, epoch, min(seq)`,
     params,
   );
   let total = 0;

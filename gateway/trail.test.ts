@@ -237,3 +237,54 @@ test('a collector id or epoch with a line break (anyone with a gateway token can
     tmp.remove();
   }
 });
+
+test('PostgreSQL retention attests the runs of seqs it dropped, not first to last: a seq kept in a later partition cannot be deleted later as "retention"', { skip: skipUnless('postgres') }, async () => {
+  const server = await sharedPostgres({});
+  const url = server.url(await server.createDatabase('gwtrailruns'));
+  const tmp = tempDir();
+  const keys = join(tmp.dir, 'keys');
+  mkdirSync(keys);
+  const key = randomBytes(32);
+  writeFileSync(join(keys, 'c.key'), key.toString('base64'));
+  const seal = randomBytes(32);
+  writeFileSync(join(tmp.dir, 'seal.key'), seal.toString('base64'));
+  const auditor = join(tmp.dir, 'auditor');
+  mkdirSync(auditor);
+  writeFileSync(join(auditor, 'c.key'), key.toString('base64'));
+  writeFileSync(join(auditor, 'seal.key'), seal.toString('base64'));
+  const gw = await startGateway({
+    config: gatewayConfig(join(tmp.dir, 'gw'), [
+      '--gateway.store', url, '--gateway.id', 'gw-runs', '--gateway.trail.keys_dir', keys, '--gateway.trail.check_interval', '0s', '--gateway.trail.seal_key_file', join(tmp.dir, 'seal.key'),
+    ]),
+  });
+  try {
+    // seqs 1-10 three days ago, except seq 5: a statement that started today (its event time), numbered among the old ones
+    const today = Math.floor(Date.now() / DAY);
+    const maker = new ChainMaker(trailKey(key), undefined);
+    const raws = Array.from({ length: 10 }, (_, i) =>
+      maker.link(eventAt((i === 4 ? today : today - 3) * DAY + 3_600_000 + i * 1000, { seq: BigInt(i + 1), collectorId: 'col-r', epoch: 'epoch-r' }), encodeAuditEvent));
+    const s = new TestStream(gw.address);
+    const batch = batchOf(1, raws, 'col-r');
+    Object.assign(batch, { epoch: 'epoch-r', highestSeq: 10n, headMac: attestHead(trailKey(key), 'col-r', 'epoch-r', 10n).mac, headKeyId: trailKey(key).id });
+    s.send(batch);
+    await s.waitAcks(1);
+    await s.finish();
+    assert.equal(await gw.store.deleteBefore!((today - 1) * DAY * 1000), 9);
+    const [ep] = await gw.store.trailEpochs('col-r');
+    assert.deepEqual(ep.dropped.map((r) => [r.from, r.to]), [[1n, 4n], [6n, 10n]]);
+    assert.equal((await verifyCode(gw, auditor)).code, 0);
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(`DELETE FROM events WHERE collector_id = 'col-r' AND seq = 5`);
+    } finally {
+      await c.end();
+    }
+    const r = await verifyCode(gw, auditor);
+    assert.equal(r.code, 1, r.text);
+    assert.match(r.text, /^collector col-r epoch epoch-r: FAILED\n  events held: 0; highest seq reported by the collector: 10\n  ranges missing: 5$/m);
+  } finally {
+    await gw.close();
+    tmp.remove();
+  }
+});
