@@ -43,6 +43,12 @@ function col(s: string): string {
   return s.replaceAll(ESC, ESC + ESC).replaceAll('\0', ESC + '0');
 }
 
+/** The text `col` stored, back as it was sent. */
+function uncol(s: string): string {
+  if (!s.includes(ESC)) return s;
+  return s.replace(/\uE000(\uE000|0)/g, (_m, c: string) => (c === '0' ? '\0' : ESC));
+}
+
 function likePattern(needle: string): string {
   return '%' + col(needle).replace(/[\\%_]/g, (c) => '\\' + c) + '%';
 }
@@ -286,8 +292,9 @@ export class PostgresStore implements Store {
         }
       }
       return heads.rows.map((h) => ({
-        collectorId: h.collector_id,
-        epoch: h.epoch,
+        // as sent (trailRows escapes them again): an id holding NUL or U+E000 must still find its rows
+        collectorId: uncol(h.collector_id),
+        epoch: uncol(h.epoch),
         highestReported: BigInt(h.highest),
         head: h.head_mac ? { mac: Buffer.from(h.head_mac), keyId: h.head_key_id } : undefined,
         dropped: dropped.get(`${h.collector_id}\u0000${h.epoch}`) ?? [],

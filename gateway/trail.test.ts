@@ -147,6 +147,31 @@ for (const [name, storeArgs, opts] of stores()) {
       }
     });
 
+    test('a collector id holding NUL and U+E000 (which the PostgreSQL store escapes) still has its rows read and checked', async () => {
+      const tmp = tempDir();
+      const keys = join(tmp.dir, 'keys');
+      mkdirSync(keys);
+      writeFileSync(join(keys, 'c.key'), randomBytes(32).toString('base64'));
+      const gw = await startGateway({ config: gatewayConfig(join(tmp.dir, 'gw'), [...(await storeArgs()), '--gateway.trail.keys_dir', keys, '--gateway.trail.check_interval', '0s']) });
+      try {
+        const collector = 'nul\u0000id\uE000x';
+        const raw = new ChainMaker(undefined, undefined).link(eventAt(Date.now() - 1000, { seq: 1n, collectorId: collector, epoch: 'ep\u0000' }), encodeAuditEvent);
+        const s = new TestStream(gw.address);
+        s.send(batchOf(1, [raw], collector));
+        await s.waitAcks(1);
+        await s.finish();
+        const eps = (await gw.store.trailEpochs()).filter((e) => e.collectorId === collector);
+        assert.deepEqual(eps.map((e) => e.epoch), ['ep\u0000']);
+        const r = await verifyCode(gw, keys);
+        assert.equal(r.code, 1, r.text);
+        assert.match(r.text, /^  events held: 1 \(seq 1-1\)/m);
+        assert.match(r.text, /^    seq 1 event \S+: is not keyed \(bare SHA-256\) where a trail key is required$/m);
+      } finally {
+        await gw.close();
+        tmp.remove();
+      }
+    });
+
     test('a head record removed from the store with the tail behind it: the epoch is still checked, and the missing head is a break', async () => {
       const tmp = tempDir();
       const keys = join(tmp.dir, 'keys');
