@@ -22,6 +22,9 @@ interface RawDb {
   get(key: Buffer, opts: Record<string, unknown>, cb: Cb<Buffer>): void;
   getMany(keys: Buffer[], opts: Record<string, unknown>, cb: Cb<(Buffer | undefined)[]>): void;
   batch(ops: BatchOp[], opts: Record<string, unknown>, cb: Cb): void;
+  /** The binding's own batch, below abstract-leveldown's per-operation checks and copies. */
+  _batch?(ops: BatchOp[], opts: Record<string, unknown>, cb: Cb): void;
+  status?: string;
   iterator(opts: Record<string, unknown>): RawIterator;
 }
 
@@ -115,7 +118,15 @@ export class Rocks {
   }
 
   write(ops: BatchOp[], sync: boolean): Promise<void> {
-    return new Promise((resolve, reject) => this.#db.batch(ops, { sync }, (err) => (err ? reject(err) : resolve())));
+    return new Promise((resolve, reject) => {
+      const done: Cb = (err) => (err ? reject(err) : resolve());
+      const db = this.#db;
+      // Our ops are already what the binding takes (Buffer keys and values, put/del): skip
+      // abstract-leveldown's per-op validation and copy. Only while open: the wrapper turns
+      // a write to a closed database into an error, the binding would not.
+      if (db.status === 'open' && db._batch && ops.length > 0) db._batch(ops, { sync }, done);
+      else db.batch(ops, { sync }, done);
+    });
   }
 
   /** Calls `each` for every entry in range, in order, until it returns false. */

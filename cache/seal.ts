@@ -37,24 +37,37 @@ function fillNonce(out: Buffer, at: number): void {
   noncePos += NONCE_BYTES;
 }
 
-function aad(header: Uint8Array, epoch: Uint8Array, key: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(AAD_HEAD + epoch.length + key.length);
+function aad(header: Uint8Array, epoch: Uint8Array, key: Uint8Array, into?: Buffer): Buffer {
+  const n = AAD_HEAD + epoch.length + key.length;
+  const out = into && into.length >= n ? into.subarray(0, n) : Buffer.allocUnsafe(n);
   out.set(header.subarray(0, AAD_HEAD), 0);
   out.set(epoch, AAD_HEAD);
   out.set(key, AAD_HEAD + epoch.length);
   return out;
 }
 
+/** Scratch for the associated data of a seal: setAAD consumes it before returning. */
+const aadScratch = Buffer.allocUnsafe(64);
+/** The last write key id seen, as the 4 header bytes. */
+let idHex = '';
+const idBytes = Buffer.alloc(KEY_ID_BYTES);
+
 /** Seals `payload` for storage under `key` in the cache of `epoch`, with the keyring's write key. */
 export function sealRecord(keyring: Keyring, epoch: Uint8Array, key: Uint8Array, timeMs: number, payload: Uint8Array): Buffer {
   const { id, key: secret } = keyring.writeKey();
   const out = Buffer.allocUnsafe(HEADER_BYTES + payload.length + TAG_BYTES);
   out[0] = SEAL_VERSION;
-  out.write(id, 1, KEY_ID_BYTES, 'hex');
-  out.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(timeMs))), 5);
+  if (id !== idHex) {
+    idBytes.write(id, 0, KEY_ID_BYTES, 'hex');
+    idHex = id;
+  }
+  idBytes.copy(out, 1);
+  const t = Math.max(0, Math.floor(timeMs));
+  out.writeUInt32BE(Math.floor(t / 0x1_0000_0000), 5);
+  out.writeUInt32BE(t % 0x1_0000_0000, 9);
   fillNonce(out, 13);
   const cipher = createCipheriv('aes-256-gcm', secret, out.subarray(13, HEADER_BYTES), { authTagLength: TAG_BYTES });
-  cipher.setAAD(aad(out, epoch, key));
+  cipher.setAAD(aad(out, epoch, key, aadScratch));
   let n = HEADER_BYTES;
   n += cipher.update(payload).copy(out, n);
   n += cipher.final().copy(out, n);

@@ -49,7 +49,8 @@ export class EventCache {
   readonly #ackedSeqs = new Set<bigint>();
   #ackWaiters: Array<(err?: Error) => void> = [];
   #committing = false;
-  #timer: NodeJS.Timeout | undefined;
+  /** The pending start of a commit: a timer for commitIntervalMs, or an immediate when it is 0. */
+  #timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #tickTimer: NodeJS.Timeout | undefined;
   #syncTimer: NodeJS.Timeout | undefined;
@@ -143,10 +144,7 @@ export class EventCache {
     if (last <= this.#tickets.durable) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.whenDurable(last, (err) => (err ? reject(err) : resolve()));
-      if (this.#timer) {
-        clearTimeout(this.#timer);
-        this.#timer = undefined;
-      }
+      this.#cancelTimer();
       if (!this.#retryTimer) void this.#commit();
     });
   }
@@ -268,7 +266,7 @@ export class EventCache {
       this.#syncTimer = undefined;
       const failure: unknown = await this.flush().then(() => undefined, (err: unknown) => err ?? new Error('flush failed'));
       this.#closed = true;
-      clearTimeout(this.#timer);
+      this.#cancelTimer();
       clearTimeout(this.#retryTimer);
       const lost = this.#pending.length;
       this.#tickets.settle(Infinity, new AuditError(ErrorCode.Closed, 'cache closed before the record was durable'));
@@ -304,10 +302,22 @@ export class EventCache {
 
   #schedule(): void {
     if (this.#committing || this.#timer || this.#retryTimer || this.#closed) return;
-    this.#timer = setTimeout(() => {
+    const start = (): void => {
       this.#timer = undefined;
       void this.#commit();
-    }, this.#opts.commitIntervalMs);
+    };
+    // 0: after the current I/O phase (every append of this turn rides along); a 0 ms
+    // timer would wait for the next timers phase, about 1 ms later.
+    const ms = this.#opts.commitIntervalMs;
+    this.#timer = ms > 0 ? setTimeout(start, ms) : setImmediate(start);
+  }
+
+  #cancelTimer(): void {
+    const t = this.#timer;
+    this.#timer = undefined;
+    if (t === undefined) return;
+    if (this.#opts.commitIntervalMs > 0) clearTimeout(t as NodeJS.Timeout);
+    else clearImmediate(t as NodeJS.Immediate);
   }
 
   async #commit(): Promise<void> {

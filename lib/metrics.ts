@@ -59,11 +59,33 @@ export class CollectorMetrics {
   readonly limitRejections: client.Counter<'limit'>;
   readonly eventBufferUtilization: client.Gauge;
   readonly #databases = new Set<string>();
+  /**
+   * Counts made on the hot path (per chunk, per event) go into plain numbers
+   * and reach the counters when they are read (prom-client calls `collect`
+   * on every get and scrape): a labelled inc() hashes its labels each time.
+   */
+  #forwardedToServer = 0;
+  #forwardedToClient = 0;
+  /** Events processed not yet in the counter, by database label: [success, error]. */
+  readonly #eventCounts = new Map<string, [number, number]>();
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = [this.registry];
+    const self = this;
     if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
-    this.eventsProcessed = new client.Counter({ name: 'dbaudit_events_processed_total', help: 'Audit events processed, by database and outcome (success, error).', labelNames: ['database', 'status'], registers: r });
+    this.eventsProcessed = new client.Counter({
+      name: 'dbaudit_events_processed_total',
+      help: 'Audit events processed, by database and outcome (success, error).',
+      labelNames: ['database', 'status'],
+      registers: r,
+      collect() {
+        for (const [database, n] of self.#eventCounts) {
+          if (n[0] > 0) this.inc({ database, status: 'success' }, n[0]);
+          if (n[1] > 0) this.inc({ database, status: 'error' }, n[1]);
+          n[0] = n[1] = 0;
+        }
+      },
+    });
     this.eventLatency = new client.Histogram({ name: 'dbaudit_event_latency_seconds', help: 'Time from an event being captured to it being durable in the local cache.', buckets: LATENCY_BUCKETS, registers: r });
     this.cacheSizeBytes = new client.Gauge({ name: 'dbaudit_cache_size_bytes', help: 'Bytes of events held in the local cache.', registers: r });
     this.cacheEventsCount = new client.Gauge({ name: 'dbaudit_cache_events_count', help: 'Events held in the local cache.', registers: r });
@@ -85,9 +107,38 @@ export class CollectorMetrics {
     );
     for (const reason of ['connect', 'io']) this.dbConnectionErrors.byReason.inc({ reason }, 0);
     this.anomalies = new client.Counter({ name: 'dbaudit_protocol_anomalies_total', help: 'Wire traffic the decoder could not follow.', labelNames: ['protocol', 'reason'], registers: r });
-    this.bytesForwarded = new client.Counter({ name: 'dbaudit_bytes_forwarded_total', help: 'Bytes forwarded, by direction.', labelNames: ['direction'], registers: r });
+    this.bytesForwarded = new client.Counter({
+      name: 'dbaudit_bytes_forwarded_total',
+      help: 'Bytes forwarded, by direction.',
+      labelNames: ['direction'],
+      registers: r,
+      collect() {
+        if (self.#forwardedToServer > 0) this.inc({ direction: 'client_to_server' }, self.#forwardedToServer);
+        if (self.#forwardedToClient > 0) this.inc({ direction: 'server_to_client' }, self.#forwardedToClient);
+        self.#forwardedToServer = 0;
+        self.#forwardedToClient = 0;
+      },
+    });
     this.limitRejections = new client.Counter({ name: 'dbaudit_limit_rejections_total', help: 'Connections or statements refused by a configured limit.', labelNames: ['limit'], registers: r });
     this.eventBufferUtilization = new client.Gauge({ name: 'dbaudit_event_buffer_utilization_ratio', help: 'Fill of the in-memory event buffer ahead of the cache (0..1).', registers: r });
+  }
+
+  /** Bytes forwarded client → server (dbaudit_bytes_forwarded_total{direction="client_to_server"}). */
+  forwardedToServer(bytes: number): void {
+    this.#forwardedToServer += bytes;
+  }
+
+  /** Bytes forwarded server → client. */
+  forwardedToClient(bytes: number): void {
+    this.#forwardedToClient += bytes;
+  }
+
+  /** One event processed (dbaudit_events_processed_total{database, status}). */
+  eventProcessed(database: string, error: boolean): void {
+    const label = this.databaseLabel(database);
+    let n = this.#eventCounts.get(label);
+    if (n === undefined) this.#eventCounts.set(label, (n = [0, 0]));
+    n[error ? 1 : 0]++;
   }
 
   /** The `database` label for a database name: the first MAX_DATABASE_LABELS names as they are, then "other". */

@@ -29,6 +29,9 @@ export interface ConnectionDeps {
   onClose: (conn: ProxyConnection) => void;
 }
 
+/** Held result bytes (waiting for their events to be durable) past which the database socket is paused. */
+const HOLD_PAUSE_BYTES = 64 * 1024;
+
 /**
  * One client session: the client socket, its database socket, and the
  * tracker that watches both. Bytes are forwarded as they arrive; the
@@ -52,9 +55,15 @@ export class ProxyConnection {
   /** Refreshed by traffic once the session is established. */
   #timer: NodeJS.Timeout | undefined;
   #lastTicket: number;
-  /** Server chunks waiting for their events to become durable, in order. */
+  /** Server chunks waiting for their events to become durable, in order, each with the ticket it waits for. */
   #held: Buffer[] = [];
+  #heldTickets: number[] = [];
+  #heldBytes = 0;
+  /** The ticket a whenDurable registration is out for (0: none). */
+  #holdTicket = 0;
   #holding = false;
+  /** Paused because #held passed HOLD_PAUSE_BYTES (below it the database socket keeps flowing into #held). */
+  #serverPausedForHold = false;
   #serverPausedForClient = false;
   readonly clientAddress: string;
   readonly #startedAt: number;
@@ -78,11 +87,6 @@ export class ProxyConnection {
     return this.#tracker;
   }
 
-  /** The client socket is TLS (terminated here), also before negotiation is done. */
-  get #clientEncrypted(): boolean {
-    return (this.#client as { encrypted?: boolean }).encrypted === true;
-  }
-
   async #start(): Promise<void> {
     const d = this.#deps;
     let negotiated;
@@ -91,13 +95,7 @@ export class ProxyConnection {
         client: this.#client,
         serverTls: d.serverTls,
         upstreamTlsMode: d.upstreamTlsMode,
-        upgradeClient: async (socket, leftover) => {
-          // From here the client speaks TLS: a negotiation failure must answer inside it, not in plain text on the raw socket.
-          const secure = await d.upgradeClient(socket, leftover);
-          secure.on('error', this.#onClientError);
-          this.#client = secure;
-          return secure;
-        },
+        upgradeClient: d.upgradeClient,
         observe: (direction, bytes, tls) => {
           if (!this.#tracker) this.#createTracker(tls);
           if (direction === 'client') this.#tracker!.clientData(bytes);
@@ -182,7 +180,7 @@ export class ProxyConnection {
       this.#client.write(d.handler.fatalError('unavailable', 'the database is not reachable through the audit proxy', seq >= 0 ? seq : undefined));
     } else {
       // Audited as an anomaly of the session (session_start first); the tracker's callback counts it and logs the incident.
-      if (!this.#tracker) this.#createTracker(this.#clientEncrypted);
+      if (!this.#tracker) this.#createTracker(false);
       this.#tracker!.anomaly?.('negotiation', e.message);
       this.#client.write(d.handler.fatalError('protocol', 'invalid connection start'));
     }
@@ -213,7 +211,7 @@ export class ProxyConnection {
 
   #forwardToServer(chunk: Buffer): void {
     if (!this.#server!.write(chunk)) this.#client.pause();
-    this.#deps.metrics.bytesForwarded.inc({ direction: 'client_to_server' }, chunk.length);
+    this.#deps.metrics.forwardedToServer(chunk.length);
   }
 
   readonly #onServerData = (chunk: Buffer): void => {
@@ -222,34 +220,73 @@ export class ProxyConnection {
     this.#timer?.refresh();
     if (this.#startupTimer) this.#checkEstablished();
     if (this.#holding || this.#lastTicket !== before) {
-      // This chunk completes (or follows) something audited: it waits for the cache.
+      // This chunk completes (or follows) something audited: it waits for the cache,
+      // for every event made so far (a later chunk may complete a later statement).
       this.#held.push(chunk);
+      this.#heldTickets.push(this.#lastTicket);
+      this.#heldBytes += chunk.length;
       if (!this.#holding) {
         this.#holding = true;
+        this.#waitFor(this.#lastTicket);
+      }
+      // Short holds (a commit takes about a millisecond) do not stop reading; a large result does.
+      if (this.#heldBytes > HOLD_PAUSE_BYTES && !this.#serverPausedForHold) {
+        this.#serverPausedForHold = true;
         this.#server!.pause();
-        this.#deps.sink.whenDurable(this.#lastTicket, this.#onDurable);
       }
       return;
     }
     this.#forwardToClient(chunk);
   };
 
+  #waitFor(ticket: number): void {
+    this.#holdTicket = ticket;
+    this.#deps.sink.whenDurable(ticket, this.#onDurable);
+  }
+
   readonly #onDurable = (err?: Error): void => {
     // A failed cache write keeps the events in memory and retries them; the
     // statement already ran, so its result is released either way. With
     // on_cache_failure: block, the next statement is refused (#onClientData).
     if (err) logIncident(this.#log, 'error', 'cache-write', { err: err.message, policy: this.#deps.sink.accepting ? 'forward' : 'block' }, 'cache cannot write: events held in memory and retried');
+    const upTo = this.#holdTicket;
+    this.#holdTicket = 0;
     const held = this.#held;
-    this.#held = [];
-    this.#holding = false;
-    for (const chunk of held) this.#forwardToClient(chunk);
-    if (!this.#closed && !this.#serverPausedForClient) this.#server?.resume();
+    const tickets = this.#heldTickets;
+    let n = 0;
+    while (n < held.length && tickets[n] <= upTo) n++;
+    if (n === held.length) {
+      this.#held = [];
+      this.#heldTickets = [];
+      this.#heldBytes = 0;
+      this.#holding = false;
+    } else {
+      // chunks that came while waiting and complete later events wait on
+      this.#held = held.slice(n);
+      this.#heldTickets = tickets.slice(n);
+      for (let i = 0; i < n; i++) this.#heldBytes -= held[i].length;
+    }
+    if (n === 1) this.#forwardToClient(held[0]);
+    else if (n > 1) {
+      // several chunks: one writev
+      this.#client.cork();
+      for (let i = 0; i < n; i++) this.#forwardToClient(held[i]);
+      this.#client.uncork();
+    }
+    if (this.#holding) {
+      if (!this.#closed) this.#waitFor(this.#heldTickets[this.#heldTickets.length - 1]);
+      return;
+    }
+    if (this.#serverPausedForHold) {
+      this.#serverPausedForHold = false;
+      if (!this.#closed && !this.#serverPausedForClient) this.#server?.resume();
+    }
     if (this.#serverEnded && !this.#closed) this.#client.end();
   };
 
   #forwardToClient(chunk: Buffer): void {
     if (this.#closed) return;
-    this.#deps.metrics.bytesForwarded.inc({ direction: 'server_to_client' }, chunk.length);
+    this.#deps.metrics.forwardedToClient(chunk.length);
     if (!this.#client.write(chunk)) {
       this.#serverPausedForClient = true;
       this.#server!.pause();
@@ -258,7 +295,7 @@ export class ProxyConnection {
 
   readonly #onClientDrain = (): void => {
     this.#serverPausedForClient = false;
-    if (!this.#holding) this.#server?.resume();
+    if (!this.#serverPausedForHold) this.#server?.resume();
   };
 
   readonly #onServerDrain = (): void => {
@@ -363,7 +400,7 @@ export class ProxyConnection {
     this.#client.destroy();
     this.#server?.destroy();
     // Nothing was decoded, but an attempt that failed is still audited: session_start … session_end, as any session.
-    if (!this.#tracker && (reason === 'upstream_error' || reason === 'startup_timeout' || reason === 'protocol_error')) this.#createTracker(this.#clientEncrypted);
+    if (!this.#tracker && (reason === 'upstream_error' || reason === 'startup_timeout' || reason === 'protocol_error')) this.#createTracker(false);
     this.#tracker?.end(reason, detail);
     this.#log.debug({ reason }, 'session ended');
     this.#deps.onClose(this);

@@ -51,6 +51,15 @@ export class EventPipeline implements AuditSink {
   readonly #o: PipelineOptions;
   readonly #chain: ChainMaker;
   #ticket = 0;
+  /**
+   * Tickets offered and when (monotonic µs), oldest first, whose durability
+   * is not yet counted; one whenDurable registration at a time covers them
+   * (tickets become durable in order), instead of a callback per event.
+   */
+  #waitTickets: number[] = [];
+  #waitStarted: number[] = [];
+  #waitHead = 0;
+  #registered = 0;
 
   constructor(opts: PipelineOptions) {
     this.#o = opts;
@@ -78,15 +87,42 @@ export class EventPipeline implements AuditSink {
     const ticket = o.cache.append(seq, bytes, timeMs, ev.chainHash as Buffer);
     this.#ticket = ticket;
     const isError = ev.errorCode !== '' || ev.kind === EventKind.LoginFailure || ev.kind === EventKind.Anomaly;
-    o.metrics.eventsProcessed.inc({ database: o.metrics.databaseLabel(ev.database || 'unknown'), status: isError ? 'error' : 'success' });
-    const started = o.clock.monoMicros();
-    o.cache.whenDurable(ticket, (err) => {
-      if (err) return; // the cache logs and counts its failures, keeps the record and retries it
-      o.metrics.eventLatency.observe((o.clock.monoMicros() - started) / 1e6);
-      o.onDurable?.();
-    });
+    o.metrics.eventProcessed(ev.database || 'unknown', isError);
+    this.#waitTickets.push(ticket);
+    this.#waitStarted.push(o.clock.monoMicros());
+    if (this.#registered === 0) this.#register(ticket);
     return ticket;
   }
+
+  #register(ticket: number): void {
+    this.#registered = ticket;
+    this.#o.cache.whenDurable(ticket, this.#onDurable);
+  }
+
+  /** Every ticket up to the registered one is durable (or its commit failed): latency observed, the shipper told once. */
+  readonly #onDurable = (err?: Error): void => {
+    const o = this.#o;
+    const upTo = this.#registered;
+    this.#registered = 0;
+    const tickets = this.#waitTickets;
+    const started = this.#waitStarted;
+    let i = this.#waitHead;
+    // A failed commit: the cache logs and counts it, keeps the records and retries them; their latency is not observed.
+    const now = err ? 0 : o.clock.monoMicros();
+    for (; i < tickets.length && tickets[i] <= upTo; i++) if (!err) o.metrics.eventLatency.observe((now - started[i]) / 1e6);
+    if (i === tickets.length) {
+      tickets.length = 0;
+      started.length = 0;
+      i = 0;
+    } else if (i > 1024 && i * 2 > tickets.length) {
+      this.#waitTickets = tickets.slice(i);
+      this.#waitStarted = started.slice(i);
+      i = 0;
+    }
+    this.#waitHead = i;
+    if (i < this.#waitTickets.length) this.#register(this.#waitTickets[this.#waitTickets.length - 1]);
+    if (!err) o.onDurable?.();
+  };
 
   whenDurable(ticket: number, cb: (err?: Error) => void): void {
     this.#o.cache.whenDurable(ticket, cb);
