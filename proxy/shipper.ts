@@ -326,6 +326,11 @@ export class Shipper {
     for (;;) {
       const s = this.#session;
       if (!s || s.inflight.size >= this.#window) return;
+      // Small batches ride together: while a batch is out, new records wait for its
+      // acknowledgement (which pumps again) unless a full batch is ready. Under load each
+      // batch then carries what one round trip gathered, instead of a batch per commit.
+      const fresh = o.cache.durableSeq - s.liveCursor;
+      if (fresh > 0n && fresh < BigInt(o.batchSize) && s.inflight.size > 0) return;
       // Live first: everything cached since this stream opened.
       const live = await o.cache.scan({ order: 'oldest_first', afterSeq: s.liveCursor, limit: o.batchSize });
       if (this.#session !== s) return;
