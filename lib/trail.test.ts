@@ -228,3 +228,17 @@ test('subtractRanges', () => {
   });
   assert.deepEqual(subtractRanges([{ from: 5n, to: 5n }], []), { left: [{ from: 5n, to: 5n }], covered: [] });
 });
+
+test('TrailKeys.fromDir: a dangling link among the key files is an error naming the option and the file, never a bare ENOENT', async () => {
+  const { mkdtempSync, rmSync, symlinkSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'dbaudit-keys-'));
+  try {
+    writeFileSync(join(dir, 'a.key'), randomBytes(32).toString('base64'));
+    symlinkSync(join(dir, 'gone'), join(dir, 'b.key'));
+    assert.throws(() => TrailKeys.fromDir(dir, '--keys-dir'), { message: `--keys-dir file ${join(dir, 'b.key')}: cannot be read (ENOENT)` });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

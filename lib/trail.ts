@@ -105,7 +105,13 @@ export class TrailKeys {
     for (const name of names.sort()) {
       if (name.startsWith('.')) continue;
       const path = join(dir, name);
-      if (!statSync(path).isFile()) continue;
+      let isFile: boolean;
+      try {
+        isFile = statSync(path).isFile();
+      } catch (err) {
+        throw new AuditError(ErrorCode.Config, `${what} file ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+      }
+      if (!isFile) continue;
       keys.add(readTrailKey(path, `${what} file`));
     }
     if (keys.size === 0) throw new AuditError(ErrorCode.Config, `${what} ${dir}: holds no key file`);
