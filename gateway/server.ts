@@ -151,7 +151,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
 
   const clock = opts.clock;
   const now = clock ? (): number => clock.now() : undefined;
-  const trail = new TrailAuditor({ store, metrics, logger, keys, requireKeyed, intervalMs: t.check_interval });
+  const trail = new TrailAuditor({ store, metrics, logger, keys, requireKeyed, intervalMs: t.check_interval, fullIntervalMs: t.full_check_interval });
   const ingest = new IngestHandler({ store, metrics, logger, guard, onStored: opts.onStored, now, trail });
   const query = new QueryHandler({ store, metrics, logger, guard });
   const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: [oversizeCounter(metrics)] });

@@ -26,6 +26,8 @@ import type { Sealer, Store, StoredEvent, TrailEpoch, TrailHead } from './store.
 
 /** Rows read per page of one epoch's trail. */
 const PAGE_ROWS = 2_000;
+/** Break keys remembered per epoch so a full re-walk does not count them again. */
+const COUNTED_MAX = 10_000;
 /** Rows one audit pass walks per epoch at most (the rest in the next pass). */
 const PASS_ROWS = 200_000;
 
@@ -79,7 +81,7 @@ export async function* readTrail(store: Store, ep: TrailEpoch, afterSeq: bigint,
 
 interface Checkpoint {
   after?: { seq: bigint; hash: Uint8Array };
-  /** Breaks already counted past the checkpoint ("seq problem"). */
+  /** Breaks already counted ("seq problem"), so a re-walk counts only new ones; the newest COUNTED_MAX are kept. */
   counted: Set<string>;
   missing: number;
   /** Rows up to the checkpoint that a collector delivered itself (not DR replication). */
@@ -99,6 +101,8 @@ export interface AuditorOptions {
   requireKeyed: boolean;
   /** gateway.trail.check_interval in ms (0: no background walk). */
   intervalMs: number;
+  /** gateway.trail.full_check_interval in ms: a pass this long after the last full one walks every epoch from seq 1 again (0: only after a restart). */
+  fullIntervalMs?: number;
 }
 
 /**
@@ -116,6 +120,7 @@ export class TrailAuditor {
   #headTimer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> = Promise.resolve();
   #stopped = false;
+  #lastFull = Date.now();
   /** The reports of the last pass, by collector epoch. */
   readonly last = new Map<string, EpochReport>();
 
@@ -186,15 +191,28 @@ export class TrailAuditor {
     return bad;
   }
 
-  /** One walk over every epoch; resolves with the reports (also kept in `last`). */
-  pass(): Promise<EpochReport[]> {
-    const run = this.#running.then(() => this.#pass());
+  /**
+   * One walk over every epoch; resolves with the reports (also kept in
+   * `last`). A full pass (`full`, or one due by fullIntervalMs) forgets the
+   * checkpoints and walks each epoch from the start, so a row edited behind
+   * a checkpoint is found by the gateway too, not only by `dbaudit verify`.
+   */
+  pass(opts: { full?: boolean } = {}): Promise<EpochReport[]> {
+    const run = this.#running.then(() => this.#pass(opts.full === true));
     this.#running = run.catch(() => undefined);
     return run;
   }
 
-  async #pass(): Promise<EpochReport[]> {
+  async #pass(forceFull: boolean): Promise<EpochReport[]> {
     await this.flushHeads();
+    const every = this.#o.fullIntervalMs ?? 0;
+    if (forceFull || (every > 0 && Date.now() - this.#lastFull >= every)) {
+      this.#lastFull = Date.now();
+      for (const cp of this.#checkpoints.values()) {
+        cp.after = undefined;
+        cp.direct = undefined;
+      }
+    }
     const { store, metrics, logger } = this.#o;
     const out: EpochReport[] = [];
     let gaps = 0;
@@ -211,6 +229,7 @@ export class TrailAuditor {
         const k = `${b.seq} ${b.problem}`;
         if (cp.counted.has(k)) continue;
         cp.counted.add(k);
+        if (cp.counted.size > COUNTED_MAX) cp.counted.delete(cp.counted.values().next().value as string);
         metrics.trailChainBreaks.inc({ check: 'store' });
         logIncident(logger, 'error', `trail-break-${name}`, { collectorId: ep.collectorId, epoch: ep.epoch, seq: String(b.seq), eventId: b.eventId, problem: b.problem }, 'audit trail chain break');
       }
@@ -251,7 +270,6 @@ export class TrailAuditor {
     if (next) {
       cp.after = next;
       cp.direct = verifier.direct;
-      for (const k of cp.counted) if (BigInt(k.slice(0, k.indexOf(' '))) <= next.seq) cp.counted.delete(k);
     }
     return report;
   }

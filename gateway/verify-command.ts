@@ -187,19 +187,23 @@ export async function runVerifyCommand(argv: string[], env: NodeJS.ProcessEnv, o
     return 3;
   }
   const failed = reports.filter((r) => !reportPasses(r));
+  // A collector asked for by name that has no trail at all is a finding (a typo, or a trail deleted whole), never a pass.
+  const absent = args.request.collectorId !== '' && reports.length === 0;
   const events = reports.reduce((n, r) => n + r.held, 0);
   const gaps = reports.reduce((n, r) => n + r.missing.length, 0);
   const breaks = reports.reduce((n, r) => n + r.breaks.length, 0);
-  const verdict = failed.length === 0 ? 'PASS' : 'FAIL';
+  const ok = failed.length === 0 && !absent;
+  const verdict = ok ? 'PASS' : 'FAIL';
   if (args.json) {
     const lines = reports.map((r) => JSON.stringify(toJson(r)));
-    lines.push(JSON.stringify({ summary: true, ok: failed.length === 0, gateway: args.gateway, epochs: reports.length, events, unexplained_gaps: gaps, chain_breaks: breaks, keys: args.keys?.size ?? 0 }));
+    lines.push(JSON.stringify({ summary: true, ok, ...(absent ? { problem: 'no trail for this collector' } : {}), gateway: args.gateway, epochs: reports.length, events, unexplained_gaps: gaps, chain_breaks: breaks, keys: args.keys?.size ?? 0 }));
     await write(out, lines.join('\n') + '\n');
   } else {
     const text = reports.map(describe);
+    if (absent) text.push(`collector ${oneLine(args.request.collectorId)}: no trail at this gateway (no epoch, no event)`);
     const keyNote = args.keys ? `${args.keys.size} key(s) given` : 'no keys given: keyed hashes and seals not checked';
     text.push(`${verdict}: ${reports.length} collector epoch(s), ${events} events, ${gaps} unexplained gap(s), ${breaks} chain break(s) at ${args.gateway} (${keyNote})`);
     await write(out, text.join('\n') + '\n');
   }
-  return failed.length === 0 ? 0 : 1;
+  return ok ? 0 : 1;
 }

@@ -90,6 +90,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'gateway.trail.seal_key_file', kind: 'string', help: 'file holding the 32-byte key that seals each group of stored events' },
   { key: 'gateway.trail.seal_key_env', kind: 'string', default: 'DBAUDIT_SEAL_KEY', help: 'environment variable holding the seal key' },
   { key: 'gateway.trail.check_interval', kind: 'duration', default: '30s', help: 'how often the gateway walks the stored trail for gaps and chain breaks (0: never)' },
+  { key: 'gateway.trail.full_check_interval', kind: 'duration', default: '1h', help: 'how often a walk starts again from seq 1 of every epoch, to find rows edited behind its checkpoints (0: only after a restart)' },
   { key: 'gateway.replication.cache_dir', kind: 'string', help: 'replication cache directory (default: <data_dir>/replication)' },
   { key: 'gateway.replication.key_file', kind: 'string', help: 'file holding the 32-byte replication cache key (base64 or hex)' },
   { key: 'gateway.replication.key_env', kind: 'string', default: 'DBAUDIT_REPLICATION_KEY', help: 'environment variable holding the replication cache key' },
@@ -147,7 +148,7 @@ export interface Config {
     token_file?: string;
     tls: { cert_file?: string; key_file?: string; client_ca_file?: string };
     /** Tamper evidence (lib/trail.ts, gateway/trail-audit.ts). */
-    trail: { keys_dir?: string; seal_key_file?: string; seal_key_env: string; check_interval: number };
+    trail: { keys_dir?: string; seal_key_file?: string; seal_key_env: string; check_interval: number; full_check_interval: number };
     /** DR replication toward gateway.replicate_to (gateway/replicate.ts). */
     replication: {
       cache_dir?: string;

@@ -242,3 +242,14 @@ test('TrailKeys.fromDir: a dangling link among the key files is an error naming 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+describe('attestations', () => {
+  test('an id holding a newline cannot pass for another collector and epoch', () => {
+    const a = attestHead(KEY, 'col\nx', 'ep', 5n);
+    const b = attestHead(KEY, 'col', 'x\nep', 5n);
+    assert.notDeepEqual(Buffer.from(a.mac), Buffer.from(b.mac));
+    const d1 = attestDrop(KEY, 'c\n1', '2', { from: 1n, to: 2n });
+    const d2 = attestDrop(KEY, 'c', '1\n2', { from: 1n, to: 2n });
+    assert.notDeepEqual(Buffer.from(d1.mac), Buffer.from(d2.mac));
+  });
+});

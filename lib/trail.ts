@@ -201,8 +201,10 @@ function attest(key: TrailKey | undefined, statement: string): Attested {
   return { mac: chainHashOf(key?.key, Buffer.from(statement, 'utf8')), keyId: key?.id ?? '' };
 }
 
-const headStatement = (collectorId: string, epoch: string, seq: bigint): string => `dbaudit head\n${collectorId}\n${epoch}\n${seq}`;
-const dropStatement = (collectorId: string, epoch: string, r: SeqRange): string => `dbaudit retention drop\n${collectorId}\n${epoch}\n${r.from}\n${r.to}`;
+/** A text field of an attested statement, length-prefixed so no id can pass for two fields (ids may hold newlines). */
+const field = (s: string): string => `${s.length}:${s}`;
+const headStatement = (collectorId: string, epoch: string, seq: bigint): string => `dbaudit head\n${field(collectorId)}\n${field(epoch)}\n${seq}`;
+const dropStatement = (collectorId: string, epoch: string, r: SeqRange): string => `dbaudit retention drop\n${field(collectorId)}\n${field(epoch)}\n${r.from}\n${r.to}`;
 
 /** The collector's attestation of the highest seq of its epoch (trail key). */
 export function attestHead(key: TrailKey | undefined, collectorId: string, epoch: string, seq: bigint): Attested {

@@ -182,6 +182,26 @@ describe('tamper evidence: dbaudit verify against a PostgreSQL store', { skip: s
     }
   });
 
+  test('a row edited behind the gateway walk\'s checkpoint is found by the next full walk and counted once', async () => {
+    const storeBreaks = async (): Promise<number> => (await stack.gateway.metrics.trailChainBreaks.get()).values.find((v) => v.labels.check === 'store')?.value ?? 0;
+    await stack.gateway.trail.pass({ full: true });
+    await stack.gateway.trail.pass(); // the checkpoint is now at the last row
+    const before = await storeBreaks();
+    const target = await rowAt(5n);
+    await sql('UPDATE events SET delivered_by = $1 WHERE event_id = $2', ['someone-else', target.event_id]);
+    try {
+      const [quick] = await stack.gateway.trail.pass();
+      assert.deepEqual({ breaks: quick.breaks.length, counted: await storeBreaks() }, { breaks: 0, counted: before }, 'an incremental walk starts past the edit');
+      const [full] = await stack.gateway.trail.pass({ full: true });
+      assert.deepEqual(full.breaks.map((b) => [b.seq, b.eventId, b.problem.replace(/seal \S+/, 'seal S')]), [[5n, target.event_id, 'stored row differs from what seal S recorded (row edited)']]);
+      assert.equal(await storeBreaks(), before + 1);
+      await stack.gateway.trail.pass({ full: true });
+      assert.equal(await storeBreaks(), before + 1, 'the same break is not counted again');
+    } finally {
+      await restore();
+    }
+  });
+
   test('two events reordered in the store are named by both positions and the links around them', async () => {
     await sql(`UPDATE events SET seq = CASE seq WHEN 7 THEN 8 ELSE 7 END WHERE collector_id = $1 AND epoch = $2 AND seq IN (7, 8)`, ['e2e', epoch]);
     try {
@@ -296,9 +316,11 @@ describe('tamper evidence: dbaudit verify against a PostgreSQL store', { skip: s
     assert.equal((await verify()).code, 0);
   });
 
-  test('--collector narrows the trail; an unknown collector has no epochs and passes', async () => {
+  test('--collector narrows the trail; a collector with no trail at all fails (a typo or a trail deleted whole)', async () => {
     const r = await verify(['--collector', 'nobody']);
-    assert.deepEqual({ code: r.code, epochs: r.epochs.length }, { code: 0, epochs: 0 });
+    assert.deepEqual({ code: r.code, epochs: r.epochs.length }, { code: 1, epochs: 0 });
+    assert.match(r.text, /"ok":false,"problem":"no trail for this collector"/);
+    assert.match(await runText(['--collector', 'nobody']), /^collector nobody: no trail at this gateway \(no epoch, no event\)\nFAIL: 0 collector epoch\(s\)/m);
     assert.equal((await verify(['--collector', 'e2e'])).epochs.length, 1);
   });
 });
