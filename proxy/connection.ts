@@ -6,7 +6,7 @@ import { logIncident, type Logger } from '../lib/log.js';
 import type { CollectorMetrics } from '../lib/metrics.js';
 import { newSessionMeta, type AuditEvent } from './events.js';
 import type { NegotiateContext, ProtocolHandler } from './protocol-handler.js';
-import type { SessionTracker } from './protocol.js';
+import { Backlog, type SessionTracker } from './protocol.js';
 import type { AuditSink } from './sink.js';
 
 export interface ConnectionDeps {
@@ -65,6 +65,8 @@ export class ProxyConnection {
   /** Paused because #held passed HOLD_PAUSE_BYTES (below it the database socket keeps flowing into #held). */
   #serverPausedForHold = false;
   #serverPausedForClient = false;
+  /** Paused because too many of the client's operations wait for the server's answers (the tracker's backlog). */
+  #clientPausedForBacklog = false;
   readonly clientAddress: string;
   readonly #startedAt: number;
 
@@ -206,6 +208,11 @@ export class ProxyConnection {
     }
     this.#forwardToServer(chunk);
     this.#tracker!.clientData(chunk);
+    if (!this.#clientPausedForBacklog && this.#tracker!.backlog?.() === Backlog.Over) {
+      // A pipelining client: read nothing more until the answers come, rather than let the tracker overflow and stop auditing.
+      this.#clientPausedForBacklog = true;
+      this.#client.pause();
+    }
     this.#timer?.refresh();
   };
 
@@ -217,6 +224,10 @@ export class ProxyConnection {
   readonly #onServerData = (chunk: Buffer): void => {
     const before = this.#lastTicket;
     this.#tracker!.serverData(chunk);
+    if (this.#clientPausedForBacklog && this.#tracker!.backlog!() === Backlog.Under) {
+      this.#clientPausedForBacklog = false;
+      if (!this.#closed && !this.#server!.writableNeedDrain) this.#client.resume();
+    }
     this.#timer?.refresh();
     if (this.#startupTimer) this.#checkEstablished();
     if (this.#holding || this.#lastTicket !== before) {
@@ -299,7 +310,7 @@ export class ProxyConnection {
   };
 
   readonly #onServerDrain = (): void => {
-    this.#client.resume();
+    if (!this.#clientPausedForBacklog) this.#client.resume();
   };
 
   readonly #onClientEnd = (): void => {

@@ -127,6 +127,11 @@ export class ProxyListener {
     return this.#connections.size;
   }
 
+  /** @internal the open sessions, for tests that look at a session's tracker. */
+  get connections(): ReadonlySet<ProxyConnection> {
+    return this.#connections;
+  }
+
   /** Sessions whose database connection is open now (/health/detailed `connected`). */
   get upstreamCount(): number {
     return this.#upstreamOpen;

@@ -62,4 +62,23 @@ export interface SessionTracker {
   proxyErrorSeq?(): number;
   /** An anomaly found outside the tracker (the connection's negotiation): recorded as its own are (after session_start), and decoding stops. */
   anomaly?(reason: string, detail: string): void;
+  /**
+   * Flow control toward the client, read after every chunk: `Over` while the
+   * operations waiting for the server's answer are above the tracker's
+   * high-water mark (the connection stops reading from the client; what it
+   * already read is forwarded and decoded), `Under` once the server's answers
+   * brought them below the low-water mark, or whenever the server waits for
+   * the client (COPY data, a file, auth data) or decoding stopped (the
+   * connection reads again), `Between` otherwise (no change). Undefined: never
+   * `Over`.
+   */
+  backlog?(): Backlog;
 }
+
+/** What a tracker's waiting operations ask of the client socket (`SessionTracker.backlog`). */
+export const Backlog = {
+  Under: -1,
+  Between: 0,
+  Over: 1,
+} as const;
+export type Backlog = (typeof Backlog)[keyof typeof Backlog];

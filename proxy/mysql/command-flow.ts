@@ -1,5 +1,5 @@
 import { RingQueue } from '../postgres/pending.js';
-import type { TrackerOptions } from '../protocol.js';
+import { Backlog, type TrackerOptions } from '../protocol.js';
 import { WireReader } from '../wire/reader.js';
 import { changeUserCommand, simpleCommand } from './client-commands.js';
 import { Want, type SeqCounter } from './decoder.js';
@@ -19,6 +19,11 @@ export interface FlowLimits {
   server: number;
   pendingOps: number;
   pendingBytes: number;
+  /** Backlog marks (`SessionTracker.backlog`): the client is paused above a high mark, read again at or below both low ones. */
+  pendingOpsHigh: number;
+  pendingOpsLow: number;
+  pendingBytesHigh: number;
+  pendingBytesLow: number;
   statements: number;
   statementBytes: number;
 }
@@ -59,8 +64,12 @@ export class CommandFlow {
   readonly #queue: RingQueue<Command>;
   readonly #prepared: PreparedStatements;
   #pendingBytes = 0;
+  #peakOps = 0;
   /** Counts the continuation packets of the head just delivered (a command too long to hold); null otherwise. */
   #unread: ((bytes: number) => void) | null = null;
+  /** The command whose packets arrive now, and the sequence id its answer will start with. */
+  #last: Command | null = null;
+  #respSeq = 1;
   /** Negotiated capabilities (client ∩ server) and MariaDB's extended ones. */
   caps = 0;
   mariaCaps = 0;
@@ -96,6 +105,24 @@ export class CommandFlow {
   get pendingOps(): number {
     return this.#queue.size;
   }
+  /** The most commands that waited at once in this session. */
+  get peakPendingOps(): number {
+    return this.#peakOps;
+  }
+
+  /**
+   * See `SessionTracker.backlog`. The server answers each command as soon as
+   * it has run it, so every waiting command and its bytes count; while the
+   * server waits for the client (a LOAD DATA LOCAL file, COM_CHANGE_USER auth
+   * data) the client must be read.
+   */
+  backlog(): Backlog {
+    if (!this.clientPeek) return Backlog.Under;
+    const l = this.#limits;
+    const ops = this.#queue.size;
+    if (ops > l.pendingOpsHigh || this.#pendingBytes > l.pendingBytesHigh) return Backlog.Over;
+    return ops <= l.pendingOpsLow && this.#pendingBytes <= l.pendingBytesLow ? Backlog.Under : Backlog.Between;
+  }
   get preparedCount(): number {
     return this.#prepared.size;
   }
@@ -110,7 +137,11 @@ export class CommandFlow {
 
   clientWants(first: number, length: number, seq: number): number {
     this.#unread = null;
+    this.#last = null;
     const h = this.#queue.peek();
+    // A command sent while another is being answered (pipelining) must not move the answer's sequence.
+    this.seq.hold = h !== undefined && h.state !== Resp.Infile && h.state !== Resp.Auth;
+    this.#respSeq = (seq + 1) & 0xff;
     if (h !== undefined && h.state === Resp.Infile) {
       if (seq !== this.seq.next) return this.#stop(FlowAnomaly.OutOfSync, `LOAD DATA packet with sequence ${seq}, expected ${this.seq.next}`);
       return length === 0 ? 0 : Want.Skip;
@@ -127,6 +158,12 @@ export class CommandFlow {
   }
 
   clientSkipped(bytes: number, more: boolean): void {
+    const last = this.#last;
+    if (more && last !== null) {
+      // a continuation packet: the answer starts one later
+      last.respSeq = (last.respSeq + 1) & 0xff;
+      if (this.#queue.peek() === last) this.seq.next = last.respSeq;
+    }
     if (more && this.#unread !== null) {
       this.#unread(bytes);
       return;
@@ -432,12 +469,19 @@ export class CommandFlow {
       return false;
     }
     this.#pendingBytes += bytes;
+    if (this.#queue.size > this.#peakOps) this.#peakOps = this.#queue.size;
+    c.respSeq = this.#respSeq;
+    this.#last = c;
+    // The answer before it may have ended while its packets came (their sequence was held): it is answered next.
+    if (this.#queue.size === 1) this.seq.next = c.respSeq;
     return true;
   }
 
   #shift(h: Command): void {
     this.#queue.shift();
     if (h.sqlBytes > 0) this.#pendingBytes -= h.sqlBytes;
+    const next = this.#queue.peek();
+    if (next !== undefined) this.seq.next = next.respSeq; // a pipelined command: its answer comes next
   }
 
   #bad(what: string): false {

@@ -61,6 +61,12 @@ export interface PacketSink {
 /** The next sequence id expected, shared by both directions of a session (a response continues the command's count). */
 export class SeqCounter {
   next = 0;
+  /**
+   * Set while the client's packets belong to a command queued behind the one
+   * being answered (a client that pipelines): they do not move `next`, which
+   * follows the answer (a decoder built with `pipelining`).
+   */
+  hold = false;
 }
 
 const Cont = { None: 0, Deliver: 1, Skip: 2 } as const;
@@ -71,6 +77,7 @@ export class PacketDecoder implements FrameHandler {
   readonly #sink: PacketSink;
   readonly #fb: FrameBuffer;
   readonly #seq: SeqCounter;
+  readonly #pipelining: boolean;
   /** Header size chosen for the frame being read (4, or 5 when the first byte is peeked). */
   #hs: number;
   #cont: Cont;
@@ -87,9 +94,11 @@ export class PacketDecoder implements FrameHandler {
   /** Payload length of the first packet when only a head of the message is delivered; -1 when whole. */
   declared: number;
 
-  constructor(sink: PacketSink, seq: SeqCounter = new SeqCounter()) {
+  /** `pipelining`: the client's decoder, whose packets leave `seq` alone while `seq.hold` is set. */
+  constructor(sink: PacketSink, seq: SeqCounter = new SeqCounter(), pipelining = false) {
     this.#sink = sink;
     this.#seq = seq;
+    this.#pipelining = pipelining;
     this.#fb = new FrameBuffer(this);
     this.#hs = 4;
     this.#cont = Cont.None;
@@ -139,7 +148,7 @@ export class PacketDecoder implements FrameHandler {
     if (this.#cont !== Cont.None) {
       if (seq !== ((this.#prevSeq + 1) & 0xff)) return this.#error(DecodeError.OutOfSync, `continuation packet with sequence ${seq} after ${this.#prevSeq}`);
       this.#prevSeq = seq;
-      this.#seq.next = (seq + 1) & 0xff;
+      if (!this.#pipelining || !this.#seq.hold) this.#seq.next = (seq + 1) & 0xff;
       this.#more = len === MAX_PACKET_PAYLOAD;
       if (this.#cont === Cont.Skip) {
         this.#sink.onSkipped(this.#first, len, true);
@@ -155,7 +164,7 @@ export class PacketDecoder implements FrameHandler {
     if (w === Want.Stop) return FRAME_STOP;
     this.#first = first;
     this.#prevSeq = seq;
-    this.#seq.next = (seq + 1) & 0xff;
+    if (!this.#pipelining || !this.#seq.hold) this.#seq.next = (seq + 1) & 0xff;
     this.#more = len === MAX_PACKET_PAYLOAD;
     const body = peeked ? len - 1 : len;
     if (w === Want.Skip) {

@@ -69,6 +69,8 @@ export class Command {
   prepColumns: number;
   infileBytes: number;
   infilePackets: number;
+  /** The sequence id its answer starts with (after its last packet). */
+  respSeq: number;
   constructor(com: number, timeMs: number, mono: number) {
     this.com = com;
     this.timeMs = timeMs;
@@ -95,6 +97,7 @@ export class Command {
     this.prepColumns = 0;
     this.infileBytes = 0;
     this.infilePackets = 0;
+    this.respSeq = 1;
   }
 }
 

@@ -1,5 +1,5 @@
 import { EventKind, makeEvent, type SessionMeta } from '../events.js';
-import type { SessionTracker, TrackerOptions } from '../protocol.js';
+import { Backlog, type SessionTracker, type TrackerOptions } from '../protocol.js';
 import { WireReader } from '../wire/reader.js';
 import { CommandFlow, type FlowLimits } from './command-flow.js';
 import { PacketDecoder, SeqCounter, Want, maxBuffered, type PacketSink } from './decoder.js';
@@ -29,7 +29,10 @@ import { MysqlStatementRecorder } from './statements.js';
  * through unread); connection-phase and control packets 64 KiB; parsed
  * server packets 1 MiB; rows, column definitions and LOAD DATA content
  * skipped by length, never buffered; waiting commands ≤ 100 000 and ≤
- * 32 MiB of SQL; prepared statements ≤ 1024 and ≤ 16 MiB.
+ * 32 MiB of SQL; prepared statements ≤ 1024 and ≤ 16 MiB. A client that
+ * writes commands back to back does not reach the waiting-command bounds:
+ * above 10 000 commands or 8 MiB the connection stops reading from it until
+ * the answers bring them to 5 000 and 4 MiB (`backlog`).
  */
 
 /** Anomaly reasons raised by the tracker itself (framing ones come from the decoder, command ones from the flow). */
@@ -55,6 +58,11 @@ export const DEFAULT_MYSQL_LIMITS: Readonly<MysqlLimits> = Object.freeze({
   server: 1024 * 1024,
   pendingOps: 100_000,
   pendingBytes: 32 * 1024 * 1024,
+  // A client writing commands back to back is paused above these (see the PostgreSQL tracker's limits): it never reaches the bounds above.
+  pendingOpsHigh: 10_000,
+  pendingOpsLow: 5_000,
+  pendingBytesHigh: 8 * 1024 * 1024,
+  pendingBytesLow: 4 * 1024 * 1024,
   statements: 1024,
   statementBytes: 16 * 1024 * 1024,
 });
@@ -108,7 +116,7 @@ export class MysqlTracker implements SessionTracker, PacketSink {
     this.#startMs = opts.clock.now();
     this.#startMono = opts.clock.monoMicros();
     const seq = new SeqCounter();
-    this.#client = new PacketDecoder(this, seq);
+    this.#client = new PacketDecoder(this, seq, true);
     this.#server = new PacketDecoder(new ServerSink(this), seq);
     const rec = new MysqlStatementRecorder(opts.redact, opts.maxStatementBytes, opts.clock, opts.emit, opts.logParameters);
     this.#flow = new CommandFlow(opts, rec, limits, seq, (reason, detail) => this.#fail(reason, detail));
@@ -140,6 +148,14 @@ export class MysqlTracker implements SessionTracker, PacketSink {
   }
   get pendingOps(): number {
     return this.#flow.pendingOps;
+  }
+  /** The most commands that waited for the server at once in this session. */
+  get peakPendingOps(): number {
+    return this.#flow.peakPendingOps;
+  }
+
+  backlog(): Backlog {
+    return this.#decoding && !this.#ended && this.#phase === Phase.Command ? this.#flow.backlog() : Backlog.Under;
   }
   get preparedStatements(): number {
     return this.#flow.preparedCount;

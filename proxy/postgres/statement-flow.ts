@@ -1,8 +1,8 @@
 import { POSTGRES, POSTGRES_BACKSLASH, SqlLexer, StatementSpan, nextStatement } from '../../lib/sql-lexer.js';
-import type { TrackerOptions } from '../protocol.js';
+import { Backlog, type TrackerOptions } from '../protocol.js';
 import { WireReader } from '../wire/reader.js';
 import { clientOp } from './client-ops.js';
-import { Backend, ErrorFields, TARGET_STATEMENT, parseCommandTag, parseErrorFields, type CommandTag } from './messages.js';
+import { Backend, ErrorFields, Frontend, TARGET_STATEMENT, parseCommandTag, parseErrorFields, type CommandTag } from './messages.js';
 import { BoundedMap, Op, Portal, PortalRun, RingQueue, StatementText, UNKNOWN_STATEMENT, type PendingOp } from './pending.js';
 import { Unfinished, type StatementRecorder } from './statements.js';
 
@@ -13,6 +13,11 @@ const MASKED_ERROR = '<masked: error of a statement that carried a password>';
 export interface FlowLimits {
   pendingOps: number;
   pendingBytes: number;
+  /** Backlog marks: above a high mark the connection stops reading from the client, at or below both low marks it reads again. */
+  pendingOpsHigh: number;
+  pendingOpsLow: number;
+  pendingBytesHigh: number;
+  pendingBytesLow: number;
   statements: number;
   statementBytes: number;
   portals: number;
@@ -43,8 +48,15 @@ export class StatementFlow {
   readonly #queue: RingQueue<PendingOp>;
   readonly #statements: BoundedMap<StatementText>;
   readonly #portals: BoundedMap<Portal>;
+  readonly #limits: FlowLimits;
   readonly #maxPendingBytes: number;
   #pendingBytes: number;
+  /** Operations (and their bytes) queued after the last Sync, Flush, Query or FunctionCall: their answers may wait in the server's buffer for one. */
+  #unflushedOps: number;
+  #unflushedBytes: number;
+  /** The server waits for the client's COPY data. */
+  #copyIn: boolean;
+  #peakOps: number;
   /** After an extended-protocol error with no Sync queued yet: the server drops everything until the client's Sync. */
   #discarding: boolean;
   /** Last ReadyForQuery status ('I', 'T', 'E'). */
@@ -57,14 +69,41 @@ export class StatementFlow {
     this.#queue = new RingQueue<PendingOp>(limits.pendingOps);
     this.#statements = new BoundedMap<StatementText>(limits.statements, limits.statementBytes);
     this.#portals = new BoundedMap<Portal>(limits.portals, limits.portalBytes, (p) => this.#flushRun(p, Unfinished.PortalClosed));
+    this.#limits = limits;
     this.#maxPendingBytes = limits.pendingBytes;
     this.#pendingBytes = 0;
+    this.#unflushedOps = 0;
+    this.#unflushedBytes = 0;
+    this.#copyIn = false;
+    this.#peakOps = 0;
     this.#discarding = false;
     this.txn = '';
   }
 
   get pendingOps(): number {
     return this.#queue.size;
+  }
+  /** The most operations that waited at once in this session. */
+  get peakPendingOps(): number {
+    return this.#peakOps;
+  }
+
+  /**
+   * See `SessionTracker.backlog`. Operations count whole: PostgreSQL sends
+   * its buffered output once 8 KiB of it piles up, so at most about 1,600
+   * answers (5 bytes each at least) can wait for the client's next Sync or
+   * Flush, well under the low mark. SQL bytes count only up to the last
+   * Sync, Flush, Query or FunctionCall: the answers after it can all wait
+   * in that buffer, and pausing for their bytes could wait forever (those
+   * stay under the hard bound alone).
+   */
+  backlog(): Backlog {
+    if (this.#copyIn) return Backlog.Under;
+    const l = this.#limits;
+    const ops = this.#queue.size;
+    const bytes = this.#pendingBytes - this.#unflushedBytes;
+    if (ops > l.pendingOpsHigh || bytes > l.pendingBytesHigh) return Backlog.Over;
+    return ops <= l.pendingOpsLow && bytes <= l.pendingBytesLow ? Backlog.Under : Backlog.Between;
   }
 
   /** Follows the server's standard_conforming_strings for splitting and redaction. */
@@ -79,7 +118,10 @@ export class StatementFlow {
   client(type: number, buf: Buffer, start: number, end: number, declared = -1): boolean {
     const o = this.#opts;
     const op = clientOp(type, this.#r.reset(buf, start, end), o.clock, o.logParameters, o.maxStatementBytes, declared);
-    if (op === undefined) return true;
+    if (op === undefined) {
+      if (type === Frontend.Flush) this.#flushed();
+      return true;
+    }
     if (typeof op === 'string') return this.#bad(op);
     if (op.kind === Op.Sync) this.#discarding = false;
     return this.#enqueue(op);
@@ -97,6 +139,7 @@ export class StatementFlow {
 
   server(type: number, buf: Buffer, start: number, end: number): boolean {
     const head = this.#queue.peek();
+    this.#copyIn = false; // any server message but the two below ends a COPY FROM STDIN
     switch (type) {
       case Backend.CommandComplete: {
         const r = this.#r.reset(buf, start, end);
@@ -169,6 +212,7 @@ export class StatementFlow {
       case Backend.CopyOutResponse:
       case Backend.CopyBothResponse:
         if (head?.kind !== Op.Query && head?.kind !== Op.Execute) return this.#outOfSync('CopyResponse', head);
+        this.#copyIn = type !== Backend.CopyOutResponse;
         return true;
       case Backend.CopyDone:
         return true;
@@ -220,6 +264,7 @@ export class StatementFlow {
       }
     }
     while (q.size > 0) this.#shift();
+    this.#copyIn = false;
     this.#closePortals();
     this.#statements.clear();
   }
@@ -233,12 +278,30 @@ export class StatementFlow {
       return false;
     }
     this.#pendingBytes += op.sqlBytes;
+    if (this.#queue.size > this.#peakOps) this.#peakOps = this.#queue.size;
+    if (op.kind === Op.Sync || op.kind === Op.Query || op.kind === Op.FunctionCall) this.#flushed();
+    else {
+      this.#unflushedOps++;
+      this.#unflushedBytes += op.sqlBytes;
+    }
     return true;
+  }
+
+  /** The server sends everything it answered so far once it reaches the last message queued. */
+  #flushed(): void {
+    this.#unflushedOps = 0;
+    this.#unflushedBytes = 0;
   }
 
   #shift(): void {
     const op = this.#queue.shift();
-    if (op !== undefined) this.#pendingBytes -= op.sqlBytes;
+    if (op === undefined) return;
+    this.#pendingBytes -= op.sqlBytes;
+    if (this.#queue.size < this.#unflushedOps) {
+      // the answer to an operation after the last flush point came (the server's buffer filled)
+      this.#unflushedOps--;
+      this.#unflushedBytes -= op.sqlBytes;
+    }
   }
 
   #error(f: ErrorFields, head: PendingOp | undefined): boolean {

@@ -1,5 +1,5 @@
 import { EventKind, makeEvent, type SessionMeta } from '../events.js';
-import type { SessionTracker, TrackerOptions } from '../protocol.js';
+import { Backlog, type SessionTracker, type TrackerOptions } from '../protocol.js';
 import { WireReader } from '../wire/reader.js';
 import { DEFAULT_LIMITS, PgDecoder, type PgFrameSink, type PgLimits } from './decoder.js';
 import { AuthCode, Backend, Frontend, StartupCode, parseErrorFields, parseStartupParams, type ErrorFields } from './messages.js';
@@ -27,7 +27,12 @@ import { StatementRecorder } from './statements.js';
  * messages 128 KiB; rows, COPY data, notices, RowDescription skipped by
  * length, never buffered); waiting operations ≤ 100 000 and ≤ 32 MiB of SQL
  * and values; remembered prepared statements and portals ≤ 1024 each and
- * ≤ 16 MiB each.
+ * ≤ 16 MiB each. A pipelining client does not reach the waiting-operation
+ * bounds: above 10 000 operations (or 8 MiB of SQL and values the server
+ * is sure to answer) the connection stops reading from it until the answers
+ * bring them to 5 000 (4 MiB); one chunk read (64 KiB, at most about 13 000
+ * messages) cannot cross the rest. `pending_overflow` remains for what
+ * pausing cannot undo: more than 32 MiB sent after the last Sync or Flush.
  */
 
 /** Anomaly reasons raised by the tracker itself (framing ones come from the decoder). */
@@ -48,6 +53,11 @@ export interface TrackerLimits extends PgLimits {
   pendingOps: number;
   /** Bytes of SQL text held by waiting operations. */
   pendingBytes: number;
+  /** Backlog marks (`SessionTracker.backlog`): the client is paused above a high mark, read again at or below both low ones. */
+  pendingOpsHigh: number;
+  pendingOpsLow: number;
+  pendingBytesHigh: number;
+  pendingBytesLow: number;
   /** Prepared statements / portals remembered, and the memory they may hold (oldest forgotten first). */
   statements: number;
   statementBytes: number;
@@ -59,6 +69,10 @@ export const DEFAULT_TRACKER_LIMITS: Readonly<TrackerLimits> = Object.freeze({
   ...DEFAULT_LIMITS,
   pendingOps: 100_000,
   pendingBytes: 32 * 1024 * 1024,
+  pendingOpsHigh: 10_000,
+  pendingOpsLow: 5_000,
+  pendingBytesHigh: 8 * 1024 * 1024,
+  pendingBytesLow: 4 * 1024 * 1024,
   statements: 1024,
   statementBytes: 16 * 1024 * 1024,
   portals: 1024,
@@ -152,6 +166,14 @@ export class PostgresTracker implements SessionTracker, PgFrameSink {
   }
   get pendingOps(): number {
     return this.#flow.pendingOps;
+  }
+  /** The most operations that waited for the server at once in this session. */
+  get peakPendingOps(): number {
+    return this.#flow.peakPendingOps;
+  }
+
+  backlog(): Backlog {
+    return this.#decoding && !this.#ended ? this.#flow.backlog() : Backlog.Under;
   }
   /** True while a message is incomplete in either direction. */
   get midFrame(): boolean {
