@@ -89,6 +89,11 @@ export class ProxyConnection {
     return this.#tracker;
   }
 
+  /** The client socket is TLS (terminated here), also before negotiation is done. */
+  get #clientEncrypted(): boolean {
+    return (this.#client as { encrypted?: boolean }).encrypted === true;
+  }
+
   async #start(): Promise<void> {
     const d = this.#deps;
     let negotiated;
@@ -97,7 +102,13 @@ export class ProxyConnection {
         client: this.#client,
         serverTls: d.serverTls,
         upstreamTlsMode: d.upstreamTlsMode,
-        upgradeClient: d.upgradeClient,
+        upgradeClient: async (socket, leftover) => {
+          // From here the client speaks TLS: a negotiation failure must answer inside it, not in plain text on the raw socket.
+          const secure = await d.upgradeClient(socket, leftover);
+          secure.on('error', this.#onClientError);
+          this.#client = secure;
+          return secure;
+        },
         observe: (direction, bytes, tls) => {
           if (!this.#tracker) this.#createTracker(tls);
           if (direction === 'client') this.#tracker!.clientData(bytes);
@@ -182,7 +193,7 @@ export class ProxyConnection {
       this.#client.write(d.handler.fatalError('unavailable', 'the database is not reachable through the audit proxy', seq >= 0 ? seq : undefined));
     } else {
       // Audited as an anomaly of the session (session_start first); the tracker's callback counts it and logs the incident.
-      if (!this.#tracker) this.#createTracker(false);
+      if (!this.#tracker) this.#createTracker(this.#clientEncrypted);
       this.#tracker!.anomaly?.('negotiation', e.message);
       this.#client.write(d.handler.fatalError('protocol', 'invalid connection start'));
     }
@@ -411,7 +422,7 @@ export class ProxyConnection {
     this.#client.destroy();
     this.#server?.destroy();
     // Nothing was decoded, but an attempt that failed is still audited: session_start … session_end, as any session.
-    if (!this.#tracker && (reason === 'upstream_error' || reason === 'startup_timeout' || reason === 'protocol_error')) this.#createTracker(false);
+    if (!this.#tracker && (reason === 'upstream_error' || reason === 'startup_timeout' || reason === 'protocol_error')) this.#createTracker(this.#clientEncrypted);
     this.#tracker?.end(reason, detail);
     this.#log.debug({ reason }, 'session ended');
     this.#deps.onClose(this);
