@@ -15,6 +15,8 @@ export const Op = {
   Execute: 6,
   Sync: 7,
   FunctionCall: 8,
+  /** A Sync the server ignores: it came during COPY FROM STDIN (libpq sends one with the command and one after CopyDone). */
+  IgnoredSync: 9,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
@@ -51,6 +53,8 @@ export class PendingOp {
   copyMessages: number;
   /** Query / FunctionCall: finished (error or all statements done); later results are not statements. */
   done: boolean;
+  /** The client ended a COPY (CopyDone / CopyFail) right after sending this. */
+  copyEnd: boolean;
 
   constructor(kind: Op, timeMs: number, mono: number) {
     this.kind = kind;
@@ -69,6 +73,7 @@ export class PendingOp {
     this.copyBytes = 0;
     this.copyMessages = 0;
     this.done = false;
+    this.copyEnd = false;
   }
 }
 

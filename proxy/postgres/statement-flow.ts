@@ -56,6 +56,8 @@ export class StatementFlow {
   #unflushedBytes: number;
   /** The server waits for the client's COPY data. */
   #copyIn: boolean;
+  /** The client sends COPY data (the server said so, no CopyDone/CopyFail yet): the server ignores its Syncs. */
+  #clientCopy: boolean;
   #peakOps: number;
   /** After an extended-protocol error with no Sync queued yet: the server drops everything until the client's Sync. */
   #discarding: boolean;
@@ -75,6 +77,7 @@ export class StatementFlow {
     this.#unflushedOps = 0;
     this.#unflushedBytes = 0;
     this.#copyIn = false;
+    this.#clientCopy = false;
     this.#peakOps = 0;
     this.#discarding = false;
     this.txn = '';
@@ -120,10 +123,14 @@ export class StatementFlow {
     const op = clientOp(type, this.#r.reset(buf, start, end), o.clock, o.logParameters, o.maxStatementBytes, declared);
     if (op === undefined) {
       if (type === Frontend.Flush) this.#flushed();
+      else if (type === Frontend.CopyDone || type === Frontend.CopyFail) this.#copyEnded();
       return true;
     }
     if (typeof op === 'string') return this.#bad(op);
-    if (op.kind === Op.Sync) this.#discarding = false;
+    if (op.kind === Op.Sync) {
+      if (this.#clientCopy) return true; // read as part of the COPY and ignored: no ReadyForQuery
+      this.#discarding = false;
+    }
     return this.#enqueue(op);
   }
 
@@ -213,6 +220,7 @@ export class StatementFlow {
       case Backend.CopyBothResponse:
         if (head?.kind !== Op.Query && head?.kind !== Op.Execute) return this.#outOfSync('CopyResponse', head);
         this.#copyIn = type !== Backend.CopyOutResponse;
+        if (type === Backend.CopyInResponse) this.#copyInStarted(head);
         return true;
       case Backend.CopyDone:
         return true;
@@ -265,6 +273,7 @@ export class StatementFlow {
     }
     while (q.size > 0) this.#shift();
     this.#copyIn = false;
+    this.#clientCopy = false;
     this.#closePortals();
     this.#statements.clear();
   }
@@ -287,6 +296,29 @@ export class StatementFlow {
     return true;
   }
 
+  /**
+   * The server reads COPY data from here until the client's CopyDone or
+   * CopyFail: Syncs the client sent after the command and before that are
+   * read as part of the COPY and ignored (libpq sends one with the command
+   * and another after CopyDone), so they get no ReadyForQuery.
+   */
+  #copyInStarted(head: PendingOp): void {
+    const q = this.#queue;
+    let ended = head.copyEnd;
+    for (let i = 1; i < q.size && !ended; i++) {
+      const op = q.at(i)!;
+      if (op.kind === Op.Sync) op.kind = Op.IgnoredSync;
+      ended = op.copyEnd;
+    }
+    this.#clientCopy = !ended;
+  }
+
+  #copyEnded(): void {
+    this.#clientCopy = false;
+    const last = this.#queue.at(this.#queue.size - 1);
+    if (last !== undefined) last.copyEnd = true;
+  }
+
   /** The server sends everything it answered so far once it reaches the last message queued. */
   #flushed(): void {
     this.#unflushedOps = 0;
@@ -294,6 +326,11 @@ export class StatementFlow {
   }
 
   #shift(): void {
+    this.#drop();
+    while (this.#queue.peek()?.kind === Op.IgnoredSync) this.#drop(); // no answer comes for these
+  }
+
+  #drop(): void {
     const op = this.#queue.shift();
     if (op === undefined) return;
     this.#pendingBytes -= op.sqlBytes;
@@ -419,5 +456,5 @@ export class StatementFlow {
 }
 
 function opName(kind: Op): string {
-  return ['', 'Query', 'Parse', 'Bind', 'Describe', 'Close', 'Execute', 'Sync', 'FunctionCall'][kind];
+  return ['', 'Query', 'Parse', 'Bind', 'Describe', 'Close', 'Execute', 'Sync', 'FunctionCall', 'Sync'][kind];
 }

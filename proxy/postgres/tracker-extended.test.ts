@@ -193,10 +193,29 @@ describe('postgres tracker: COPY', () => {
     assert.equal(new TestSession().run(steps).events[2].detail, 'copy_bytes=4 copy_messages=2');
   });
 
-  it('COPY through the extended protocol', () => {
+  // PostgreSQL reads the Sync sent with the command as part of the COPY and ignores it; libpq sends another after CopyDone (PQputCopyEnd).
+  const extendedCopy = cat([B.parse('', 'copy t from stdin'), B.bind('', ''), B.execute(), B.sync()]);
+  const after: Step[] = [['c', B.query('select 1')], ['s', cat([B.rowDescription(['?column?']), B.dataRow(['1']), B.commandComplete('SELECT 1'), B.readyForQuery()])]];
+  const copied = [START, OK, { kind: 'statement', statement: 'copy t from stdin', class: 'WRITE', tag: 'COPY', rows: 1 }, { kind: 'statement', statement: 'select 1', class: 'READ', tag: 'SELECT', rows: 1 }, END];
+
+  it('extended_copy_sync_out_of_sync: COPY through the extended protocol as libpq sends it, a Sync with the command and one after CopyDone', () => {
     expectEvents(
-      [...login, ['c', cat([B.parse('', 'copy t from stdin'), B.bind('', ''), B.execute(), B.sync()])], ['s', cat([B.parseComplete(), B.bindComplete(), B.copyInResponse(1)])], ['c', cat([B.copyData('x\n'), B.copyDone()])], ['s', cat([B.commandComplete('COPY 1'), B.readyForQuery()])]],
-      [START, OK, { kind: 'statement', statement: 'copy t from stdin', class: 'WRITE', tag: 'COPY', rows: 1 }, END],
+      [...login, ['c', extendedCopy], ['s', cat([B.parseComplete(), B.bindComplete(), B.copyInResponse(1)])], ['c', cat([B.copyData('x\n'), B.copyDone(), B.sync()])], ['s', cat([B.commandComplete('COPY 1'), B.readyForQuery()])], ...after],
+      copied,
+    );
+  });
+
+  it('extended COPY written all at once, before the CopyInResponse: the Syncs before CopyDone are ignored, the one after it answered', () => {
+    expectEvents(
+      [...login, ['c', cat([extendedCopy, B.copyData('x\n'), B.flush(), B.sync(), B.copyDone(), B.sync()])], ['s', cat([B.parseComplete(), B.bindComplete(), B.copyInResponse(1), B.commandComplete('COPY 1'), B.readyForQuery()])], ...after],
+      copied,
+    );
+  });
+
+  it('extended COPY that the client fails: the error, then the Sync after CopyFail', () => {
+    expectEvents(
+      [...login, ['c', extendedCopy], ['s', cat([B.parseComplete(), B.bindComplete(), B.copyInResponse(1)])], ['c', cat([B.copyFail('gave up'), B.sync()])], ['s', cat([B.errorResponse('57014', 'COPY from stdin failed: gave up'), B.readyForQuery()])], ...after],
+      [START, OK, { kind: 'statement', statement: 'copy t from stdin', class: 'WRITE', error: '57014' }, copied[3], END],
     );
   });
 });

@@ -164,6 +164,48 @@ describe('pipelining', { skip: skipUnless('postgres') }, () => {
   });
 });
 
+describe('pipelining: COPY through the extended protocol', { skip: skipUnless('postgres') }, () => {
+  test('extended_copy_sync_out_of_sync: libpq sends a Sync with the COPY command and another after CopyDone; PostgreSQL ignores the first and the session stays audited', async () => {
+    const pgServer = await sharedPostgres({ pgaudit: true, passwordAuth: true });
+    const stack = await startStack(`${pgServer.host}:${pgServer.port}`);
+    try {
+      const db = await pgServer.createDatabase('extcopy');
+      await pgServer.psql('create table t (a int)', { db });
+      const sock = net.connect({ host: stack.proxyHost, port: stack.proxyPort });
+      await new Promise((r) => sock.once('connect', r));
+      const msgs = new MessageCounter();
+      sock.on('data', (b: Buffer) => msgs.push(b));
+      let ready = msgs.ready();
+      sock.write(serialize.startup({ user: 'postgres', database: db, application_name: 'extcopy' }));
+      await ready;
+      // PQexecParams: Parse/Bind/Describe/Execute/Sync; PQputCopyData; PQputCopyEnd: CopyDone and Sync.
+      ready = msgs.ready();
+      sock.write(Buffer.concat([serialize.parse({ text: 'copy t from stdin' }), serialize.bind({}), serialize.describe({ type: 'P' }), serialize.execute({}), serialize.sync()]));
+      while (msgs.count('G') === 0) await new Promise((r) => sock.once('data', r));
+      sock.write(Buffer.concat([serialize.copyData(Buffer.from('1\n2\n')), serialize.copyDone(), serialize.sync()]));
+      await ready;
+      assert.equal(msgs.count('Z'), 2, 'one ReadyForQuery for the two Syncs');
+      ready = msgs.ready();
+      sock.write(serialize.query('select 1 as after_copy'));
+      await ready;
+      sock.end(serialize.end());
+      const evs = await stack.waitForEvents((e) => e.some((x) => x.kind === 'session_end'), { database: db });
+      assert.deepEqual(
+        evs.map((e) => [e.kind, e.kind === 'statement' ? e.statement : e.reason, e.kind === 'statement' ? Number(e.rows) : 0]),
+        [
+          ['session_start', '', 0],
+          ['login_success', '', 0],
+          ['statement', 'copy t from stdin', 2],
+          ['statement', 'select ? as after_copy', 1],
+          ['session_end', 'client_terminate', 0],
+        ],
+      );
+    } finally {
+      await stack.close();
+    }
+  });
+});
+
 describe('pipelining, MySQL', { skip: skipUnless('mariadb') }, () => {
   test('pending_overflow_on_back_to_back_commands: 120,000 COM_QUERY written without waiting are audited in full; the proxy pauses the client', async (t) => {
     const maria = await sharedMariadb();
