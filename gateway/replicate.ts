@@ -188,6 +188,7 @@ export async function startReplication(opts: ReplicationOptions): Promise<Replic
     endpoints: g.replicate_to,
     retry: { maxAttempts: r.retry.max_attempts, initialDelayMs: r.retry.initial_delay, maxDelayMs: r.retry.max_delay, multiplier: 2 },
     batchSize: Math.min(r.batch_size, 10_000),
+    batchDelayMs: r.batch_delay,
     syncRate: r.rate_limit,
     syncOrder: 'oldest_first',
     clock,

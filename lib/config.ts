@@ -39,6 +39,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.gateway.tls.cert_file', kind: 'string', help: 'client certificate for mutual TLS' },
   { key: 'collector.gateway.tls.key_file', kind: 'string', help: 'client key for mutual TLS' },
   { key: 'collector.gateway.batch_size', kind: 'int', default: 512, min: 1, help: 'events per batch sent to the gateway (at most 10000)' },
+  { key: 'collector.gateway.batch_delay', kind: 'duration', default: '5ms', help: 'a partial batch of new events waits up to this long for more before it is sent (fewer, fuller batches; adds at most this much to delivery lag, never to the client; 0: send at once)' },
   { key: 'collector.gateway.failback_interval', kind: 'duration', default: '10s', help: 'how often a collector on a secondary gateway checks whether the primary is back' },
   { key: 'collector.gateway.ack_timeout', kind: 'duration', default: '30s', help: 'a batch not acknowledged within this long reopens the stream' },
   { key: 'collector.gateway.heartbeat_interval', kind: 'duration', default: '30s', help: 'an idle stream sends an empty batch this often, reporting the highest sequence number (the gateway then knows a deleted tail is missing)' },
@@ -97,6 +98,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'gateway.replication.max_size', kind: 'size', default: '10GB', help: 'replication cache bound; oldest unreplicated events are dropped (and counted) beyond it' },
   { key: 'gateway.replication.max_age', kind: 'duration', default: '168h', help: 'unreplicated events older than this are dropped (0: keep)' },
   { key: 'gateway.replication.batch_size', kind: 'int', default: 512, min: 1, help: 'events per batch sent to the peer' },
+  { key: 'gateway.replication.batch_delay', kind: 'duration', default: '5ms', help: 'a partial batch waits up to this long for more events before it is sent to the peer (0: at once)' },
   { key: 'gateway.replication.rate_limit', kind: 'int', default: 10000, min: 1, help: 'events per second replayed to the peer after an outage' },
   { key: 'gateway.replication.retry.initial_delay', kind: 'duration', default: '1s', help: 'first retry delay toward the peer' },
   { key: 'gateway.replication.retry.max_delay', kind: 'duration', default: '30s', help: 'longest retry delay toward the peer' },
@@ -115,7 +117,7 @@ export interface Config {
     listen: string;
     upstream: string;
     http: { listen: string };
-    gateway: { endpoints: string[]; token_file?: string; tls: { ca_file?: string; cert_file?: string; key_file?: string }; batch_size: number; failback_interval: number; ack_timeout: number; heartbeat_interval: number };
+    gateway: { endpoints: string[]; token_file?: string; tls: { ca_file?: string; cert_file?: string; key_file?: string }; batch_size: number; batch_delay: number; failback_interval: number; ack_timeout: number; heartbeat_interval: number };
     tls: { cert_file?: string; key_file?: string; min_version: 'TLSv1.2' | 'TLSv1.3'; ciphers?: string };
     upstream_tls: { mode: 'disable' | 'prefer' | 'require' | 'verify-full'; ca_file?: string; server_name?: string };
     cache: {
@@ -159,6 +161,8 @@ export interface Config {
       /** Milliseconds. */
       max_age: number;
       batch_size: number;
+      /** Milliseconds. */
+      batch_delay: number;
       rate_limit: number;
       retry: { initial_delay: number; max_delay: number; max_attempts: number };
       token_file?: string;

@@ -82,6 +82,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     endpoints: c.gateway.endpoints,
     retry: { maxAttempts: c.retry.max_attempts, initialDelayMs: c.retry.initial_delay, maxDelayMs: c.retry.max_delay, multiplier: c.retry.backoff_multiplier },
     batchSize: Math.min(c.gateway.batch_size, 10_000),
+    batchDelayMs: c.gateway.batch_delay,
     failbackIntervalMs: c.gateway.failback_interval,
     ackTimeoutMs: c.gateway.ack_timeout,
     heartbeatMs: c.gateway.heartbeat_interval,

@@ -21,6 +21,13 @@ export interface ShipperOptions {
   endpoints: readonly string[];
   retry: RetryPolicy;
   batchSize: number;
+  /**
+   * A partial batch of new events waits up to this long (ms) for more before
+   * it is sent while no batch is out: fewer, fuller batches at moderate rates
+   * (the gateway's cost is mostly per batch), at most this much added to the
+   * delivery lag. The client is never held by it; 0 sends at once.
+   */
+  batchDelayMs?: number;
   syncRate: number;
   syncOrder: 'newest_first' | 'oldest_first';
   clock: Clock;
@@ -65,6 +72,10 @@ interface Session {
   backlogDone: boolean;
   /** When the last batch (or heartbeat) was written. */
   lastSentAt: number;
+  /** When new records were first seen waiting for a partial batch to fill (batchDelayMs), 0: none waiting. */
+  lingerSince: number;
+  /** New records waited for a batch's acknowledgement: they go as soon as it comes, without lingering. */
+  waitedForAck: boolean;
 }
 
 /**
@@ -90,6 +101,7 @@ export class Shipper {
   #stopped = false;
   #retryTimer: NodeJS.Timeout | undefined;
   #backlogTimer: NodeJS.Timeout | undefined;
+  #lingerTimer: NodeJS.Timeout | undefined;
   #lastLatencyMs = -1;
   #lastError = '';
   #idleWaiters: Array<() => void> = [];
@@ -224,6 +236,8 @@ export class Shipper {
       backlogCursor: o.syncOrder === 'newest_first' ? boundary + 1n : 0n,
       backlogDone: o.cache.stats().events === 0,
       lastSentAt: o.clock.now(),
+      lingerSince: 0,
+      waitedForAck: false,
     };
     this.#session = s;
     o.logger.info({ gateway: this.endpoint, backlog: o.cache.stats().events }, 'connected to gateway');
@@ -330,7 +344,16 @@ export class Shipper {
       // acknowledgement (which pumps again) unless a full batch is ready. Under load each
       // batch then carries what one round trip gathered, instead of a batch per commit.
       const fresh = o.cache.durableSeq - s.liveCursor;
-      if (fresh > 0n && fresh < BigInt(o.batchSize) && s.inflight.size > 0) return;
+      if (fresh > 0n && fresh < BigInt(o.batchSize)) {
+        if (s.inflight.size > 0) {
+          // they ride with the acknowledgement, having waited a round trip already
+          s.waitedForAck = true;
+          return;
+        }
+        if (!s.waitedForAck && this.#lingering(s)) return;
+      }
+      s.lingerSince = 0;
+      s.waitedForAck = false;
       // Live first: everything cached since this stream opened.
       const live = await o.cache.scan({ order: 'oldest_first', afterSeq: s.liveCursor, limit: o.batchSize });
       if (this.#session !== s) return;
@@ -366,6 +389,25 @@ export class Shipper {
       s.backlogCursor = recs[recs.length - 1].seq;
       this.#send(s, recs);
     }
+  }
+
+  /** A partial batch waits for more records, up to batchDelayMs from when it was first seen; true while it waits. */
+  #lingering(s: Session): boolean {
+    const delay = this.#o.batchDelayMs ?? 0;
+    if (delay <= 0) return false;
+    // Real time, not the injected clock: this only shapes batches, and a test's stopped clock must not stop shipping.
+    const now = performance.now();
+    if (s.lingerSince === 0) s.lingerSince = now;
+    const left = s.lingerSince + delay - now;
+    if (left <= 0) return false;
+    if (!this.#lingerTimer) {
+      this.#lingerTimer = setTimeout(() => {
+        this.#lingerTimer = undefined;
+        void this.#pump();
+      }, left);
+      this.#lingerTimer.unref();
+    }
+    return true;
   }
 
   #send(s: Session, recs: CachedRecord[]): void {
@@ -428,6 +470,7 @@ export class Shipper {
     if (this.#watchdog) clearInterval(this.#watchdog);
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     if (this.#backlogTimer) clearTimeout(this.#backlogTimer);
+    if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
     const s = this.#session;
     this.#session = undefined;
     if (s) {

@@ -51,9 +51,15 @@ async function waitPort(name: string, child: ChildProcess, port: number, log: ()
   }
 }
 
+/** BENCH_CPU_PROF=DIR: every dbaudit process a benchmark starts writes a V8 CPU profile (node --cpu-prof) into DIR when it exits. */
+function profileArgs(name: string): string[] {
+  const dir = process.env.BENCH_CPU_PROF;
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`] : [];
+}
+
 async function startProc(name: string, args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
   let out = '';
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, name === 'pipe' ? args : [...profileArgs(name), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (b: Buffer) => void (out = (out + b.toString()).slice(-4000)));
   child.stderr!.on('data', (b: Buffer) => void (out = (out + b.toString()).slice(-4000)));
   const kill = (): void => void child.kill('SIGKILL');

@@ -46,6 +46,9 @@ async function pgbench(port: number, db: string, r: PgbenchRun, seconds: number,
   mkdirSync(logDir, { recursive: true });
   const args = ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-c', String(r.clients), '-j', '2', '-T', String(seconds), '-M', r.mode, '-l', '--log-prefix', join(logDir, 'tx')];
   if (r.script === 'select-only') args.push('-S');
+  // BENCH_PGBENCH_RATE: a fixed offered load (pgbench -R, transactions/s over all clients) instead of as fast as possible
+  const rate = envNumber('BENCH_PGBENCH_RATE', 0);
+  if (rate > 0) args.push('-R', String(rate));
   const res = await run(binary('pgbench'), [...args, db], { timeoutMs: (seconds + 60) * 1000, allowFail: true });
   const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(res.stdout);
   if (res.code !== 0 || !m) throw new Error(`pgbench ${args.join(' ')} failed (${res.code}):\n${res.stderr.slice(-2000)}${res.stdout.slice(-1000)}`);

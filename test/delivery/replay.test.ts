@@ -101,3 +101,69 @@ function range(from: number, to: number): bigint[] {
   else for (let i = from; i >= to; i--) out.push(BigInt(i));
   return out;
 }
+
+describe('collector.gateway.batch_delay', () => {
+  test('a partial batch waits for more events up to batch_delay, a full batch goes at once', async () => {
+    const clock = new ManualClock();
+    const port = await freePort();
+    const metrics = new CollectorMetrics({ defaultMetrics: false });
+    const cache = await EventCache.open({ path: join(dir.dir, 'cache-linger'), maxBytes: 64 << 20, maxAgeMs: 0, keyring: new Keyring(randomBytes(32)), commitIntervalMs: 0, logger: silentLogger, metrics, clock });
+    const batches: bigint[][] = [];
+    const { config } = loadConfig({ argv: [], env: {}, scope: 'gateway', defaults: { 'gateway.listen': `127.0.0.1:${port}`, 'gateway.data_dir': join(dir.dir, 'gw-linger'), 'log.level': 'silent' } });
+    const gw = await startGateway({ config, logger: silentLogger, metrics: new GatewayMetrics({ defaultMetrics: false }), onStored: (evs) => void batches.push(evs.map((e) => e.seq)) });
+    let shipper: Shipper | undefined;
+    const ship = async (batchDelayMs: number): Promise<void> => {
+      await shipper?.stop();
+      const s = new Shipper({
+        cache,
+        collectorId: 'linger',
+        endpoints: [`127.0.0.1:${port}`],
+        retry: { maxAttempts: 3, initialDelayMs: 20, maxDelayMs: 50, multiplier: 2 },
+        batchSize: 10,
+        batchDelayMs,
+        syncRate: 1_000_000,
+        syncOrder: 'oldest_first',
+        clock,
+        logger: silentLogger,
+        metrics,
+      });
+      shipper = s;
+      s.start();
+      await until('connected', () => s.connected);
+    };
+    const pipeline = new EventPipeline({ cache, collectorId: 'linger', clock, logger: silentLogger, metrics, onCacheFailure: 'forward', onDurable: () => shipper?.notify() });
+    const meta = newSessionMeta('postgres', '127.0.0.1:1', '127.0.0.1:2', clock.now());
+    const offer = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) pipeline.offer(makeEvent(EventKind.Statement, meta, clock.now()));
+      await cache.flush();
+    };
+    try {
+      // three events, then two more 100 ms later: nothing leaves before the delay, then all five in one batch
+      await ship(400);
+      const t0 = performance.now();
+      await offer(3);
+      await new Promise((r) => setTimeout(r, 100));
+      await offer(2);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(batches, [], 'a partial batch waits');
+      await until('the lingering batch', () => batches.length === 1);
+      assert.ok(performance.now() - t0 >= 400, 'not before batch_delay');
+      assert.deepEqual(batches[0], range(1, 5));
+      await until('the cache emptied', () => cache.stats().events === 0);
+
+      // with a delay longer than the test, a partial batch stays; filling it to batch_size sends it
+      await ship(600_000);
+      await offer(4);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(batches.length, 1, 'four events wait');
+      await offer(6);
+      await until('the full batch', () => batches.length === 2);
+      assert.deepEqual(batches[1], range(6, 15));
+      await until('the cache emptied', () => cache.stats().events === 0);
+    } finally {
+      await shipper?.stop();
+      await cache.close();
+      await gw.close();
+    }
+  });
+});
