@@ -49,7 +49,30 @@ const NO_SEAL = Buffer.alloc(16);
 /** Larger than any event time the store accepts; an open upper bound. */
 export const TIME_MAX = 2 ** 53 - 1;
 
+const HEX = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX['0123456789abcdef'.charCodeAt(i)] = i;
+  HEX['0123456789ABCDEF'.charCodeAt(i)] = i;
+}
+
+/** An event_id's 16 bytes; anything but a canonical UUID gives what hex decoding of it without dashes gives (callers check for 16 bytes). */
 export function idBytes(eventId: string): Buffer {
+  if (eventId.length === 36) {
+    // the canonical 8-4-4-4-12 form, decoded in one pass (this runs for every stored event)
+    const out = Buffer.allocUnsafe(16);
+    let o = 0;
+    for (let i = 0; i < 36; i++) {
+      if (i === 8 || i === 13 || i === 18 || i === 23) {
+        if (eventId.charCodeAt(i) !== 0x2d) break;
+        continue;
+      }
+      const hi = HEX[eventId.charCodeAt(i)] ?? -1;
+      const lo = HEX[eventId.charCodeAt(++i)] ?? -1;
+      if (hi < 0 || lo < 0) break;
+      out[o++] = (hi << 4) | lo;
+    }
+    if (o === 16) return out;
+  }
   return Buffer.from(eventId.replace(/-/g, ''), 'hex');
 }
 
@@ -93,14 +116,33 @@ function escaped(value: string): Buffer {
   return out;
 }
 
+/**
+ * Prefixes built lately, by tag and value: users, databases, kinds and
+ * collector epochs repeat from event to event. Callers only copy from them
+ * (or hand them to RocksDB, which copies), never write into them.
+ */
+const prefixes = new Map<string, Buffer>();
+const PREFIXES_MAX = 4096;
+
+function memoPrefix(name: string, build: () => Buffer): Buffer {
+  let p = prefixes.get(name);
+  if (p === undefined) {
+    if (prefixes.size >= PREFIXES_MAX) prefixes.clear();
+    p = build();
+    prefixes.set(name, p);
+  }
+  return p;
+}
+
 /** The prefix every index key for `value` under `tag` starts with. */
 export function indexPrefix(tag: IndexTag, value: string): Buffer {
-  return Buffer.concat([Buffer.of(tag), escaped(value)]);
+  return memoPrefix(String.fromCharCode(tag) + value, () => Buffer.concat([Buffer.of(tag), escaped(value)]));
 }
 
 /** The prefix of one collector epoch's keys under a trail tag. */
 export function epochPrefix(tag: typeof TAG.Trail | typeof TAG.Head | typeof TAG.Dropped, collectorId: string, epoch: string): Buffer {
-  return Buffer.concat([Buffer.of(tag), escaped(collectorId), escaped(epoch)]);
+  // the collector id's length makes the name unambiguous whatever the two strings hold
+  return memoPrefix(`${String.fromCharCode(tag)}${collectorId.length}:${collectorId}${epoch}`, () => Buffer.concat([Buffer.of(tag), escaped(collectorId), escaped(epoch)]));
 }
 
 export function u64Key(prefix: Buffer, v: bigint): Buffer {
