@@ -22,6 +22,10 @@ export async function openDatabase(opts: CacheOptions, clock: Clock, log: Logger
   if (!(opts.maxAgeMs >= 0)) throw new AuditError(ErrorCode.Config, `cache maxAgeMs must be >= 0, got ${opts.maxAgeMs}`);
   opts.keyring.writeKey(); // fails early without a write key
   const ropts = { writeBufferSize: opts.writeBufferSize };
+  if (opts.memory) {
+    const db = Rocks.memory();
+    return { db, st: await loadState(db, clock, log) };
+  }
   const where = opts.setting ? `cache ${opts.path} (${opts.setting})` : `cache ${opts.path}`;
   try {
     await makeDir(opts.path, 0o700); // not mkdir({ recursive }): it spins forever on a path under /proc or /sys

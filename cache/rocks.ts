@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { access, open as openFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { MemoryDb } from './memory-db.js';
 
 /**
  * A small promise wrapper over the `rocksdb` binding (abstract-leveldown
@@ -85,6 +86,11 @@ export class Rocks {
       ),
     );
     return new Rocks(location, db);
+  }
+
+  /** A database held in memory only (cache/memory-db.ts): nothing touches the disk, everything is gone with the process. */
+  static memory(location = '(memory)'): Rocks {
+    return new Rocks(location, new MemoryDb() as unknown as RawDb);
   }
 
   /** Read-write if the directory takes writes, else read-only (reads keep working), else nothing; with the read-write error. */

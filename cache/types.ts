@@ -46,6 +46,13 @@ export interface CacheOptions {
    * and the log is synced in the background every `fsyncIntervalMs`.
    */
   durability?: 'fsync' | 'write';
+  /**
+   * No disk at all (collector.cache.enabled: false): the records live in
+   * memory, bounded by maxBytes, with every other rule of the cache
+   * (sealing, eviction with loss records, max_age, acknowledgement) as on
+   * disk; `path` is not used and a restart begins a new epoch.
+   */
+  memory?: boolean;
   /** Background sync period in `write` durability (default 200 ms). */
   fsyncIntervalMs?: number;
 }

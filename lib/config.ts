@@ -50,7 +50,8 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.upstream_tls.mode', kind: 'string', default: 'disable', allowed: ['disable', 'prefer', 'require', 'verify-full'], flags: ['upstream-tls'], help: 'TLS to the database, as libpq sslmode' },
   { key: 'collector.upstream_tls.ca_file', kind: 'string', flags: ['upstream-ca'], help: 'CA bundle for verify-full' },
   { key: 'collector.upstream_tls.server_name', kind: 'string', help: 'host name checked in verify-full (default: the upstream host)' },
-  { key: 'collector.cache.enabled', kind: 'bool', default: true, help: 'keep events in the local write-ahead cache' },
+  { key: 'collector.cache.enabled', kind: 'bool', default: true, help: 'keep events in the local write-ahead cache on disk; false: events wait for the gateway in memory only (memory_max_size), and a crash or restart loses what was not yet acknowledged' },
+  { key: 'collector.cache.memory_max_size', kind: 'size', default: '64MB', help: 'with enabled: false, the memory events may take while they wait for the gateway; the oldest are dropped (with a loss event) beyond it' },
   { key: 'collector.cache.path', kind: 'string', default: '/var/lib/dbaudit/cache', flags: ['cache-dir'], help: 'cache directory' },
   { key: 'collector.cache.max_size', kind: 'size', default: '10GB', help: 'oldest events are dropped beyond this size' },
   { key: 'collector.cache.max_age', kind: 'duration', default: '24h', help: 'events older than this are dropped' },
@@ -122,6 +123,8 @@ export interface Config {
     upstream_tls: { mode: 'disable' | 'prefer' | 'require' | 'verify-full'; ca_file?: string; server_name?: string };
     cache: {
       enabled: boolean;
+      /** Bytes. */
+      memory_max_size: number;
       path: string;
       /** Bytes. */
       max_size: number;

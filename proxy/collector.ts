@@ -45,10 +45,15 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
 
   let pipeline: EventPipeline | undefined;
   const ledger = new LossLedger();
+  const cacheMaxBytes = c.cache.enabled ? c.cache.max_size : c.cache.memory_max_size;
+  if (!c.cache.enabled) {
+    logger.warn({ memoryMaxBytes: cacheMaxBytes }, 'collector.cache.enabled is false: events wait for the gateway in memory only; a crash or restart loses the events not yet acknowledged (the gateway sees the gap in the trail)');
+  }
   const cache = await EventCache.open({
     path: c.cache.path,
     setting: 'collector.cache.path',
-    maxBytes: c.cache.max_size,
+    memory: !c.cache.enabled,
+    maxBytes: cacheMaxBytes,
     maxAgeMs: c.cache.max_age,
     keyring,
     commitIntervalMs: c.cache.sync.commit_interval,
@@ -71,7 +76,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
       ledger.made(ev.seq, ev.lossFromSeq, ev.lossToSeq);
     },
   });
-  metrics.cacheMaxBytes.set(c.cache.max_size);
+  metrics.cacheMaxBytes.set(cacheMaxBytes);
 
   const auth = clientAuth({ tokenFile: c.gateway.token_file, caFile: c.gateway.tls.ca_file, certFile: c.gateway.tls.cert_file, keyFile: c.gateway.tls.key_file });
   const shipper = new Shipper({
@@ -116,12 +121,15 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     listener,
     shutdown(graceMs = c.shutdown.grace_period) {
       shuttingDown ??= (async () => {
+        const deadline = Date.now() + graceMs;
         accepting = false;
         await listener.stopAccepting();
         await listener.drain(graceMs);
         await cache.flush().catch(() => undefined);
-        const flushed = await shipper.waitIdle(Math.min(5_000, graceMs));
-        if (!flushed) logger.info({ cached: cache.stats().events }, 'events left in the cache for the next start');
+        // in memory, what the gateway has not acknowledged dies with the process: wait what is left of the grace period
+        const flushed = await shipper.waitIdle(c.cache.enabled ? Math.min(5_000, graceMs) : Math.max(1_000, deadline - Date.now()));
+        if (!flushed && c.cache.enabled) logger.info({ cached: cache.stats().events }, 'events left in the cache for the next start');
+        else if (!flushed) logger.error({ lost: cache.stats().events }, 'events not acknowledged by a gateway are lost with the in-memory cache');
         await shipper.stop();
         await cache.close();
         await http.close();

@@ -134,6 +134,7 @@ export class CollectorHealth implements HealthSource {
   async #cacheCheck(): Promise<{ ok: boolean; error?: string }> {
     const st = this.#d.cache.stats();
     if (!st.writable) return { ok: false, error: st.lastError ?? 'cache not writable' };
+    if (!this.#d.config.collector.cache.enabled) return { ok: true }; // in memory: no directory to check
     const dir = await this.#dir.check();
     return dir.ok ? { ok: true } : { ok: false, error: dir.error };
   }

@@ -114,14 +114,15 @@ export async function startDbaudit(opts: {
   upstream: string;
   gateway: string;
   cacheDir: string;
-  durability: 'fsync' | 'write';
+  /** memory: collector.cache.enabled false (no disk; a crash loses the unacknowledged tail). */
+  durability: 'fsync' | 'write' | 'memory';
   extra?: string[];
   nodeArgs?: string[];
 }): Promise<Proc> {
   return withPort((port) => startProc(`dbaudit-${opts.durability}`, dbauditArgs(opts, port), port, { DBAUDIT_CACHE_KEY: BENCH_CACHE_KEY }));
 }
 
-function dbauditArgs(opts: { protocol: 'postgres' | 'mysql'; upstream: string; gateway: string; cacheDir: string; durability: 'fsync' | 'write'; extra?: string[]; nodeArgs?: string[] }, port: number): string[] {
+function dbauditArgs(opts: { protocol: 'postgres' | 'mysql'; upstream: string; gateway: string; cacheDir: string; durability: 'fsync' | 'write' | 'memory'; extra?: string[]; nodeArgs?: string[] }, port: number): string[] {
   return [
     ...(opts.nodeArgs ?? []),
     DBAUDIT,
@@ -134,7 +135,7 @@ function dbauditArgs(opts: { protocol: 'postgres' | 'mysql'; upstream: string; g
     '--http', '127.0.0.1:0',
     '--log-level', 'warn',
     '--collector.id', `bench-${opts.durability}`,
-    '--collector.cache.durability', opts.durability,
+    ...(opts.durability === 'memory' ? ['--collector.cache.enabled', 'false'] : ['--collector.cache.durability', opts.durability]),
     ...(opts.extra ?? []),
   ];
 }

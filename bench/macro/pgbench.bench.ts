@@ -1,6 +1,6 @@
 /**
  * pgbench through each proxy, interleaved (direct, pipe, pgbouncer,
- * dbaudit fsync, dbaudit write; repeated), medians. Every server is
+ * dbaudit fsync, dbaudit write, dbaudit memory; repeated), medians. Every server is
  * started here on loopback and stopped at the end.
  */
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -82,7 +82,7 @@ function runs(smoke: boolean): PgbenchRun[] {
 
 export const pgbenchBench: Benchmark = {
   name: 'pgbench',
-  description: 'pgbench -S and TPC-B through each proxy: direct, bare Node pipe, pgbouncer (session), dbaudit full auditing (fsync and write durability)',
+  description: 'pgbench -S and TPC-B through each proxy: direct, bare Node pipe, pgbouncer (session), dbaudit full auditing (fsync and write durability, and the cache in memory)',
   async run(o: BenchOptions): Promise<Table[]> {
     const seconds = o.smoke ? 1 : envNumber('BENCH_PGBENCH_SECONDS', 5);
     const rounds = o.smoke ? 1 : envNumber('BENCH_ROUNDS', 2);
@@ -92,7 +92,7 @@ export const pgbenchBench: Benchmark = {
     let pg: PgServer | undefined;
     let bouncer: Awaited<ReturnType<typeof startPgbouncer>> | undefined;
     try {
-      o.log('starting PostgreSQL, pgbouncer, pipe, gateway, dbaudit ×2');
+      o.log('starting PostgreSQL, pgbouncer, pipe, gateway, dbaudit ×3');
       pg = await startPostgres({ settings: { max_connections: '300', shared_buffers: "'256MB'" } });
       await pg.psql('CREATE DATABASE bench');
       await run(binary('pgbench'), ['-h', pg.host, '-p', String(pg.port), '-U', 'postgres', '-i', '-q', '-s', String(scale), 'bench'], { timeoutMs: 300_000 });
@@ -107,12 +107,15 @@ export const pgbenchBench: Benchmark = {
       procs.push(fsyncP);
       const writeP = await startDbaudit({ protocol: 'postgres', upstream, gateway: gwAddr, cacheDir: join(dir.dir, 'cache-write'), durability: 'write' });
       procs.push(writeP);
+      const memP = await startDbaudit({ protocol: 'postgres', upstream, gateway: gwAddr, cacheDir: join(dir.dir, 'cache-memory'), durability: 'memory' });
+      procs.push(memP);
       const targets: Target[] = [
         { name: 'direct', port: pg.port, pids: [], sidePids: [] },
         { name: 'node pipe', port: pipe.port, pids: [pipe.pid], sidePids: [] },
         { name: 'pgbouncer session', port: bouncer.port, pids: [bouncer.pid], sidePids: [] },
         { name: 'dbaudit fsync', port: fsyncP.port, pids: [fsyncP.pid], sidePids: [gw.pid] },
         { name: 'dbaudit write', port: writeP.port, pids: [writeP.pid], sidePids: [gw.pid] },
+        { name: 'dbaudit memory', port: memP.port, pids: [memP.pid], sidePids: [gw.pid] },
       ].filter((t) => envList('BENCH_TARGETS', []).length === 0 || envList('BENCH_TARGETS', []).includes(t.name));
       const plan = runs(o.smoke);
       const samples = new Map<string, Sample[]>();
@@ -167,7 +170,7 @@ export const pgbenchBench: Benchmark = {
           notes: [
             `scale ${scale}, ${seconds} s per run (BENCH_PGBENCH_SECONDS), ${rounds} interleaved rounds (BENCH_ROUNDS), -j 2; medians over rounds. Order in a round: ${targets.map((t) => t.name).join(', ')}.`,
             'latency from pgbench --log per-transaction times; proxy CPU = utime+stime from /proc/<pid>/stat over the run (10 ms ticks) ÷ transactions.',
-            'dbaudit: node bin/dbaudit.js proxy, full auditing (decode, events, AES-256-GCM cache in RocksDB, gRPC to a dbaudit gateway process with the embedded store); fsync = collector.cache.durability fsync (a result is held until its event is fsynced), write = written to RocksDB\'s log without fsync (survives kill -9, not power loss).',
+            'dbaudit: node bin/dbaudit.js proxy, full auditing (decode, events, AES-256-GCM cache in RocksDB, gRPC to a dbaudit gateway process with the embedded store); fsync = collector.cache.durability fsync (a result is held until its event is fsynced), write = written to RocksDB\'s log without fsync (survives kill -9, not power loss), memory = collector.cache.enabled false (no disk: what it costs to make events survive a crash).',
             'PostgreSQL from the test harness: fsync, synchronous_commit and full_page_writes off.',
           ],
         },
