@@ -36,7 +36,9 @@ export async function openDatabase(opts: CacheOptions, clock: Clock, log: Logger
   try {
     db = await Rocks.open(opts.path, ropts);
     try {
-      return { db, st: await loadState(db, clock, log) };
+      const st = await loadState(db, clock, log);
+      await refuseUnknownKey(db, st.meta.lowSeq, opts, where);
+      return { db, st };
     } catch (err) {
       if (!isCorruption(err)) throw err;
       log.error({ err }, 'cache database corrupt: repairing');
@@ -56,6 +58,30 @@ export async function openDatabase(opts: CacheOptions, clock: Clock, log: Logger
     await db?.close().catch(() => undefined);
     throw AuditError.from(err, ErrorCode.Cache, `${where}: cannot open`);
   }
+}
+
+/**
+ * A cache whose newest record is sealed with a key the keyring lacks was
+ * almost surely opened with the wrong key (a new key without the old one in
+ * read_key_files, a key file swapped by mistake): opening it would set every
+ * record aside as unreadable and report them lost. The start is refused
+ * instead, so the operator can give the key. (Older records under a key
+ * dropped from read_key_files after a rotation are set aside and reported
+ * as a loss when met: the newest records show that rotation happened.)
+ */
+async function refuseUnknownKey(db: Rocks, lowSeq: bigint, opts: CacheOptions, where: string): Promise<void> {
+  let unknown: string | undefined;
+  await db.forEach({ gte: recordKey(lowSeq), lt: RECORDS_END, reverse: true, limit: 1 }, (_key, value) => {
+    const h = readHeader(value);
+    if (h && !opts.keyring.has(h.keyId)) unknown = h.keyId;
+    return false;
+  });
+  if (unknown === undefined) return;
+  throw new AuditError(
+    ErrorCode.Config,
+    `${where}: its newest events are sealed with cache key id ${unknown}, which is not configured (the configured key's id is ${opts.keyring.writeKey().id}); ` +
+      'give that key in collector.cache.encryption.read_key_files (or as the key), or move the cache directory away to start empty. Refusing to start rather than drop the events',
+  );
 }
 
 /** The seq and time of the oldest or newest record. @internal */

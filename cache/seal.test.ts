@@ -138,3 +138,29 @@ describe('cache encryption end to end', () => {
     await b.cache.close();
   });
 });
+
+describe('the wrong cache key', () => {
+  test('a cache whose newest events are under a key not configured refuses to open, naming both key ids and what to do; nothing is dropped', async () => {
+    const d = dir();
+    const k1 = newKey();
+    const a = await openTest(d, { keyring: new Keyring(k1) });
+    await appendN(a.cache, 4, a.clock.now());
+    await a.cache.close();
+    const id1 = new Keyring(k1).writeKeyId!;
+    const wrong = new Keyring(newKey());
+    await assert.rejects(openTest(d, { keyring: wrong, clock: a.clock }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'DBA_CONFIG');
+      assert.equal(
+        err.message,
+        `cache ${d}: its newest events are sealed with cache key id ${id1}, which is not configured (the configured key's id is ${wrong.writeKeyId}); ` +
+          'give that key in collector.cache.encryption.read_key_files (or as the key), or move the cache directory away to start empty. Refusing to start rather than drop the events',
+      );
+      return true;
+    });
+    // with the old key as a read key it opens, and every event is there to ship
+    const b = await openTest(d, { keyring: new Keyring(newKey(), [k1]), clock: a.clock });
+    assert.deepEqual((await b.cache.scan({ order: 'oldest_first', limit: 10 })).map((r) => Number(r.seq)), [1, 2, 3, 4]);
+    assert.deepEqual(b.losses, []);
+    await b.cache.close();
+  });
+});

@@ -532,7 +532,7 @@ export class EventCache {
   async #dropCorrupt(list: Victim[]): Promise<void> {
     try {
       const q = list.filter((v) => v.quarantine).length;
-      if (q) this.#log.error({ count: q }, 'cache records sealed with a key not configured: quarantined; add the key to read_key_files to read them');
+      if (q) this.#log.error({ count: q }, 'cache records sealed with a key not configured: set aside (quarantined) and reported as a loss; they are not shipped, and only `dbaudit cache inspect` given that key reads them');
       await this.#remove(this.#requireDb(), list, false, lossesOf('corrupt', list.map((v) => v.seq).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))));
     } catch (err) {
       this.#log.error({ err, count: list.length }, 'cache could not delete corrupt records; they will be skipped again');

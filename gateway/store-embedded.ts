@@ -441,7 +441,14 @@ export class EmbeddedStore implements Store {
         const values = await db.getMany(keys);
         values.forEach((value, i) => {
           if (value === undefined || out.length >= limit) return; // removed by retention after the index was read
-          const rec = decodeRecord(value);
+          let rec: ReturnType<typeof decodeRecord>;
+          try {
+            rec = decodeRecord(value);
+          } catch {
+            // A record that does not decode is a finding for this seq (its bytes are not an event), not a failure of the whole trail.
+            out.push({ seq: seqs[i], raw: Buffer.from(value), deliveredBy: '', receivedAtMs: 0, sealId: '' });
+            return;
+          }
           out.push({ seq: seqs[i], raw: Buffer.from(rec.raw), deliveredBy: rec.deliveredBy, receivedAtMs: rec.receivedAtMs, sealId: rec.sealId });
         });
         if (keys.length < FETCH_CHUNK) break;
@@ -458,7 +465,12 @@ export class EmbeddedStore implements Store {
     const values = await db.getMany(wanted.map(sealKey));
     const out: Seal[] = [];
     values.forEach((v, i) => {
-      if (v) out.push(decodeSeal(wanted[i], v));
+      if (!v) return;
+      try {
+        out.push(decodeSeal(wanted[i], v));
+      } catch {
+        // an unreadable seal is reported as missing by every row that names it
+      }
     });
     return out;
   }

@@ -285,10 +285,17 @@ export class PostgresStore implements Store {
       const drops = await pool.query<{ sequences: SequenceSpan[] }>('SELECT sequences FROM dropped_partitions ORDER BY id');
       const dropped = new Map<string, DroppedRange[]>();
       for (const row of drops.rows) {
+        if (!Array.isArray(row.sequences)) continue; // a malformed record explains nothing (the gap it would cover stays a finding)
         for (const s of row.sequences) {
+          let range: DroppedRange;
+          try {
+            const a = typeof s.mac === 'string' ? { mac: Buffer.from(s.mac, 'hex'), keyId: typeof s.key_id === 'string' ? s.key_id : '' } : {};
+            range = { from: BigInt(s.first_seq), to: BigInt(s.last_seq), ...a };
+          } catch {
+            continue;
+          }
           const k = `${s.collector_id}\u0000${s.epoch}`;
-          const a = s.mac !== undefined ? { mac: Buffer.from(s.mac, 'hex'), keyId: s.key_id ?? '' } : {};
-          dropped.set(k, [...(dropped.get(k) ?? []), { from: BigInt(s.first_seq), to: BigInt(s.last_seq), ...a }]);
+          dropped.set(k, [...(dropped.get(k) ?? []), range]);
         }
       }
       return heads.rows.map((h) => ({

@@ -313,3 +313,94 @@ test('PostgreSQL retention attests the runs of seqs it dropped, not first to las
     tmp.remove();
   }
 });
+
+test('verify usage: keys are required unless --no-keys says so, an empty --keys-dir and an impossible --since are bad usage (exit 2)', async () => {
+  const run = async (argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; text: string }> => {
+    let text = '';
+    const out = new Writable({ write: (chunk, _enc, cb) => ((text += String(chunk)), cb()) });
+    return { code: await runVerifyCommand(argv, env, out, out), text };
+  };
+  const tmp = tempDir();
+  try {
+    const keys = join(tmp.dir, 'keys');
+    mkdirSync(keys);
+    writeFileSync(join(keys, 'trail.c'), randomBytes(32).toString('base64'));
+    const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
+      [['--gateway', '127.0.0.1:1'], {}, /--keys-dir: required/],
+      [['--gateway', '127.0.0.1:1'], { DBAUDIT_TRAIL_KEYS_DIR: '' }, /--keys-dir: required/],
+      [['--gateway', '127.0.0.1:1', '--keys-dir', ''], {}, /--keys-dir: empty directory name/],
+      [['--gateway', '127.0.0.1:1', '--keys-dir', keys, '--no-keys'], {}, /--no-keys: given with --keys-dir/],
+      [['--gateway', '127.0.0.1:1', '--no-keys'], { DBAUDIT_TRAIL_KEYS_DIR: keys }, /--no-keys: given with --keys-dir/],
+      [['--gateway', '127.0.0.1:1', '--keys-dir', keys, '--since', '2999-01-01T00:00:00Z'], {}, /--since: "2999-01-01T00:00:00Z" is before 1970 or too far in the future/],
+    ];
+    for (const [argv, env, message] of cases) {
+      const r = await run(argv, env);
+      assert.equal(r.code, 2, `${argv.join(' ')}: ${r.text}`);
+      assert.match(r.text, message);
+    }
+  } finally {
+    tmp.remove();
+  }
+});
+
+test('an unreadable stored record is a break at its seq (exit 1, the gap metric keeps working), --no-keys says it checked without keys', async () => {
+  const tmp = tempDir();
+  const keys = join(tmp.dir, 'keys');
+  mkdirSync(keys);
+  const key = randomBytes(32);
+  writeFileSync(join(keys, 'trail.col-u'), key.toString('base64'));
+  const seal = randomBytes(32).toString('base64');
+  writeFileSync(join(tmp.dir, 'seal.key'), seal);
+  const auditor = join(tmp.dir, 'auditor');
+  mkdirSync(auditor);
+  writeFileSync(join(auditor, 'trail.col-u'), key.toString('base64'));
+  writeFileSync(join(auditor, 'seal.gw'), seal);
+  const dataDir = join(tmp.dir, 'gw');
+  const args = ['--gateway.trail.keys_dir', keys, '--gateway.trail.check_interval', '0s', '--gateway.trail.seal_key_file', join(tmp.dir, 'seal.key')];
+  let gw = await startGateway({ config: gatewayConfig(dataDir, args) });
+  try {
+    const maker = new ChainMaker(trailKey(key), undefined);
+    const now = Date.now();
+    const raws = [1n, 2n, 3n].map((seq) => maker.link(eventAt(now - 1000 + Number(seq), { seq, collectorId: 'col-u', epoch: 'epoch-u' }), encodeAuditEvent));
+    const s = new TestStream(gw.address);
+    const batch = batchOf(1, raws, 'col-u');
+    batch.epoch = 'epoch-u';
+    batch.highestSeq = 3n;
+    const a = attestHead(trailKey(key), 'col-u', 'epoch-u', 3n);
+    batch.headMac = a.mac;
+    batch.headKeyId = a.keyId;
+    s.send(batch);
+    await s.waitAcks(1);
+    await s.finish();
+    await gw.trail.flushHeads();
+    let text = '';
+    const keyless = await runVerifyCommand(['--gateway', gw.address, '--no-keys'], {}, new Writable({ write: (c, _e, cb) => ((text += String(c)), cb()) }));
+    assert.equal(keyless, 0, text);
+    assert.match(text, /^PASS \(without keys\): 1 collector epoch\(s\), 3 events, .*WITHOUT KEYS \(--no-keys\)/m);
+    await gw.close();
+    // seq 2's record: its version byte made unknown, behind the gateway's back
+    const db = new RocksDb(dataDir);
+    await db.open();
+    try {
+      const it = db.iterator({ gte: Buffer.of(TAG.Event), lt: Buffer.of(TAG.Event + 1) });
+      const records: { key: Buffer; value: Buffer }[] = [];
+      for (let e = await it.next(); e; e = await it.next()) records.push({ key: e.key, value: e.value });
+      await it.end();
+      assert.equal(records.length, 3);
+      const b = db.writeBatch();
+      b.put(records[1].key, Buffer.concat([Buffer.of(0x7f), records[1].value.subarray(1)]));
+      await b.write(true);
+    } finally {
+      await db.close();
+    }
+    gw = await startGateway({ config: gatewayConfig(dataDir, args) });
+    const r = await verifyCode(gw, auditor);
+    assert.equal(r.code, 1, r.text);
+    assert.match(r.text, /^ {2}chain breaks: 1\n {4}seq 2: stored bytes are not an event\nFAIL: 1 collector epoch\(s\), 2 events, 1 unexplained gap\(s\), 1 chain break\(s\) at .* \(keys: 1 collector, 0 fleet, 1 seal\)$/m);
+    const [report] = await gw.trail.pass();
+    assert.deepEqual(report.breaks.map((b) => b.seq), [2n]);
+  } finally {
+    await gw.close();
+    tmp.remove();
+  }
+});

@@ -130,7 +130,8 @@ export class TrailAuditor {
 
   start(): void {
     if (this.#o.intervalMs > 0) {
-      this.#timer = setInterval(() => void this.pass().catch(() => undefined), this.#o.intervalMs);
+      // A walk that fails must be seen: otherwise dbaudit_trail_gaps and the break counter go stale and report a clean trail.
+      this.#timer = setInterval(() => void this.pass().catch((err: unknown) => this.#o.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'audit trail walk failed; dbaudit_trail_* metrics are stale')), this.#o.intervalMs);
       this.#timer.unref();
     }
     this.#headTimer = setInterval(() => void this.flushHeads().catch(() => undefined), 1_000);
@@ -180,7 +181,7 @@ export class TrailAuditor {
   checkIngested(events: readonly StoredEvent[]): number {
     let bad = 0;
     for (const ev of events) {
-      const r = checkChainHash(ev.raw, ev.event.chainKeyId, this.#o.keys, this.#o.requireKeyed);
+      const r = checkChainHash(ev.raw, ev.event.chainKeyId, ev.event.collectorId, this.#o.keys, this.#o.requireKeyed);
       if (!r.problem) continue;
       bad++;
       this.#o.metrics.trailChainBreaks.inc({ check: 'ingest' });

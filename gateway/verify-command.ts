@@ -25,9 +25,13 @@ export const VERIFY_USAGE = `usage: dbaudit verify [--gateway HOST:PORT] [--sinc
   --since T     only events from T on (RFC 3339 time or a duration ago: 15m, 2h, 7d);
                 the first event of each epoch in the window is not linked to the one before
   --collector   only this collector's epochs
-  --keys-dir    directory of trail keys (collectors') and seal keys (gateways'), one per
-                file (env DBAUDIT_TRAIL_KEYS_DIR). With keys, every keyed hash and seal is
-                checked and an unkeyed one is a finding; without, keyed hashes go unchecked
+  --keys-dir    directory of keys, one per file (env DBAUDIT_TRAIL_KEYS_DIR); a file's
+                name gives its role: seal* or *.seal a gateway's seal key,
+                trail.<collector id> that collector's trail key, any other name a fleet
+                trail key. Every keyed hash and seal is checked with a key of its role;
+                an unkeyed one, or one made with a key of the wrong role, is a finding
+  --no-keys     check without keys: damage and order, not deliberate edits (a verdict
+                that says so); without --keys-dir this is required
   --json        one JSON object per collector epoch, then a summary object
   --token-file F, --tls-ca F, --tls-cert F, --tls-key F   as for dbaudit events
 
@@ -47,11 +51,22 @@ export interface VerifyArgs {
 }
 
 export function parseVerifyArgs(argv: readonly string[], env: NodeJS.ProcessEnv, nowMs: number): VerifyArgs {
-  const values = parseFlags(argv, STRING_FLAGS, ['json']);
+  const values = parseFlags(argv, STRING_FLAGS, ['json', 'no-keys']);
   const { gateway, security } = gatewayOf(values, env);
   const request = create(TrailRequestSchema, { collectorId: values.collector ?? '' });
-  if (values.since !== undefined) request.since = timestampFromMs(parseTimeArg('since', values.since, nowMs));
+  if (values.since !== undefined) {
+    const ms = parseTimeArg('since', values.since, nowMs);
+    // the gateway takes microseconds since 1970 as a safe integer: refuse here what it would refuse (bad usage, not an unreadable trail)
+    if (ms < 0 || !Number.isSafeInteger(Math.floor(ms) * 1000)) throw new Error(`--since: ${JSON.stringify(values.since)} is before 1970 or too far in the future`);
+    request.since = timestampFromMs(ms);
+  }
+  // An empty --keys-dir (an unset variable in a script) must not silently mean "check without keys" and pass.
+  if (values['keys-dir'] === '') throw new Error('--keys-dir: empty directory name');
   const dir = values['keys-dir'] ?? env.DBAUDIT_TRAIL_KEYS_DIR;
+  const noKeys = values.switches.has('no-keys');
+  if (dir && noKeys) throw new Error('--no-keys: given with --keys-dir (or DBAUDIT_TRAIL_KEYS_DIR); choose one');
+  // A keyless check cannot tell a deliberate edit from the real trail: it is asked for by name, never the default.
+  if (!dir && !noKeys && !values.help) throw new Error('--keys-dir: required (the auditor\'s trail and seal keys); --no-keys checks only damage and order, not deliberate edits');
   const keys = dir ? TrailKeys.fromDir(dir, '--keys-dir') : undefined;
   return { gateway, security, request, keys, json: values.switches.has('json'), help: values.help };
 }
@@ -196,13 +211,14 @@ export async function runVerifyCommand(argv: string[], env: NodeJS.ProcessEnv, o
   const verdict = ok ? 'PASS' : 'FAIL';
   if (args.json) {
     const lines = reports.map((r) => JSON.stringify(toJson(r)));
-    lines.push(JSON.stringify({ summary: true, ok, ...(absent ? { problem: 'no trail for this collector' } : {}), gateway: args.gateway, epochs: reports.length, events, unexplained_gaps: gaps, chain_breaks: breaks, keys: args.keys?.size ?? 0 }));
+    lines.push(JSON.stringify({ summary: true, ok, ...(absent ? { problem: 'no trail for this collector' } : {}), gateway: args.gateway, epochs: reports.length, events, unexplained_gaps: gaps, chain_breaks: breaks, keys: args.keys?.size ?? 0, keyed: args.keys !== undefined }));
     await write(out, lines.join('\n') + '\n');
   } else {
     const text = reports.map(describe);
     if (absent) text.push(`collector ${oneLine(args.request.collectorId)}: no trail at this gateway (no epoch, no event)`);
-    const keyNote = args.keys ? `${args.keys.size} key(s) given` : 'no keys given: keyed hashes and seals not checked';
-    text.push(`${verdict}: ${reports.length} collector epoch(s), ${events} events, ${gaps} unexplained gap(s), ${breaks} chain break(s) at ${args.gateway} (${keyNote})`);
+    const c = args.keys?.counts();
+    const keyNote = c ? `keys: ${c.bound} collector, ${c.fleet} fleet, ${c.seal} seal` : 'WITHOUT KEYS (--no-keys): damage and order checked, keyed hashes and seals not; an edit made with a key would pass';
+    text.push(`${verdict}${args.keys ? '' : ' (without keys)'}: ${reports.length} collector epoch(s), ${events} events, ${gaps} unexplained gap(s), ${breaks} chain break(s) at ${args.gateway} (${keyNote})`);
     await write(out, text.join('\n') + '\n');
   }
   return ok ? 0 : 1;

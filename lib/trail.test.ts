@@ -6,7 +6,7 @@ import { AuditEventSchema } from '../proto/gen/audit/v1/event_pb.js';
 import { encodeAuditEvent } from '../proxy/event-codec.js';
 import { EventKind, makeEvent, newSessionMeta, type AuditEvent } from '../proxy/events.js';
 import {
-  CHAIN_TRAILER_BYTES, ChainMaker, EpochVerifier, TrailKeys, appendChainHash, attestDrop, attestHead, checkChainHash, makeSeal, reportPasses, rowDigest,
+  CHAIN_TRAILER_BYTES, ChainMaker, EpochVerifier, TrailKeys, appendChainHash, attestDrop, attestHead, checkChainHash, checkHead, checkSeal, makeSeal, reportPasses, roleOfKeyFile, rowDigest,
   splitChainHash, subtractRanges, trailKey, type Attested, type DroppedRange, type EpochReport, type Seal, type TrailKey, type TrailRow,
 } from './trail.js';
 
@@ -59,22 +59,22 @@ describe('chain hash', () => {
   test('checkChainHash: right key passes; an edit, another key, an unknown key id and a missing trailer each fail', () => {
     const [row] = chain(1);
     const keys = new TrailKeys([KEY]);
-    assert.deepEqual(checkChainHash(row.raw, KEY.id, keys, true), {});
-    assert.match(checkChainHash(edited(row.raw, (e) => (e.statement = 'SELECT 666')), KEY.id, keys, true).problem ?? '', /does not match its content/);
+    assert.deepEqual(checkChainHash(row.raw, KEY.id, 'col-a', keys, true), {});
+    assert.match(checkChainHash(edited(row.raw, (e) => (e.statement = 'SELECT 666')), KEY.id, 'col-a', keys, true).problem ?? '', /does not match its content/);
     const other = trailKey(randomBytes(32));
     const [forged] = chain(1, other);
-    assert.match(checkChainHash(forged.raw, other.id, keys, true).problem ?? '', new RegExp(`trail key ${other.id}, which is not among the known keys`));
-    assert.deepEqual(checkChainHash(forged.raw, other.id, undefined, false), { unchecked: true });
-    assert.deepEqual(checkChainHash(row.raw.subarray(0, row.raw.length - 1), KEY.id, keys, true), { problem: 'carries no chain hash' });
+    assert.match(checkChainHash(forged.raw, other.id, 'col-a', keys, true).problem ?? '', new RegExp(`trail key ${other.id}, which is not among the known keys`));
+    assert.deepEqual(checkChainHash(forged.raw, other.id, 'col-a', undefined, false), { unchecked: true });
+    assert.deepEqual(checkChainHash(row.raw.subarray(0, row.raw.length - 1), KEY.id, 'col-a', keys, true), { problem: 'carries no chain hash' });
   });
 
   test('without a key the chain is a bare SHA-256: it shows damage, and is a finding where keys are required', () => {
     const [row] = chain(1, null);
     const keyId = fromBinary(AuditEventSchema, row.raw).chainKeyId;
     assert.equal(keyId, '');
-    assert.deepEqual(checkChainHash(row.raw, '', undefined, false), {});
-    assert.match(checkChainHash(edited(row.raw, (e) => (e.user = 'mallory')), '', undefined, false).problem ?? '', /does not match/);
-    assert.match(checkChainHash(row.raw, '', new TrailKeys([KEY]), true).problem ?? '', /not keyed/);
+    assert.deepEqual(checkChainHash(row.raw, '', 'col-a', undefined, false), {});
+    assert.match(checkChainHash(edited(row.raw, (e) => (e.user = 'mallory')), '', 'col-a', undefined, false).problem ?? '', /does not match/);
+    assert.match(checkChainHash(row.raw, '', 'col-a', new TrailKeys([KEY]), true).problem ?? '', /not keyed/);
   });
 
   test('the chain goes on from a tail kept across a restart', () => {
@@ -132,9 +132,12 @@ describe('EpochVerifier', () => {
       if ((s >= 3 && s <= 5) || s === 8 || s === 10) continue;
       rows.push({ seq: BigInt(s), raw, deliveredBy: 'x', receivedAtMs: 1, sealId: '' });
     }
-    const v = new EpochVerifier('col-a', EPOCH, { keys: new TrailKeys([KEY]) });
+    const seal = trailKey(randomBytes(32));
+    const keys = new TrailKeys([KEY]);
+    keys.add(seal, { kind: 'seal' });
+    const v = new EpochVerifier('col-a', EPOCH, { keys });
     for (const r of rows) v.add(r);
-    const r = v.finish(12n, [{ from: 8n, to: 8n, ...attestDrop(KEY, 'col-a', EPOCH, { from: 8n, to: 8n }) }], attestHead(KEY, 'col-a', EPOCH, 12n));
+    const r = v.finish(12n, [{ from: 8n, to: 8n, ...attestDrop(seal, 'col-a', EPOCH, { from: 8n, to: 8n }) }], attestHead(KEY, 'col-a', EPOCH, 12n));
     assert.deepEqual(r.missing, [{ from: 10n, to: 10n }]);
     assert.deepEqual(r.explained, [{ from: 3n, to: 5n, by: 'loss event' }, { from: 8n, to: 8n, by: 'retention' }]);
     assert.deepEqual(r.losses, [{ seq: 12n, from: 3n, to: 5n, reason: 'size' }]);
@@ -144,16 +147,25 @@ describe('EpochVerifier', () => {
   test('a retention record or a reported head that does not check with a known key is a break and explains nothing', () => {
     const rows = chain(6).filter((r) => r.seq !== 3n);
     const stranger = trailKey(randomBytes(32));
+    const seal = trailKey(randomBytes(32));
     const run = (dropped: DroppedRange[], head: Attested): EpochReport => {
-      const v = new EpochVerifier('col-a', EPOCH, { keys: new TrailKeys([KEY]) });
+      const keys = new TrailKeys([KEY]);
+      keys.add(seal, { kind: 'seal' });
+      const v = new EpochVerifier('col-a', EPOCH, { keys });
       for (const r of rows) v.add(r);
       return v.finish(9n, dropped, head);
     };
-    const good = run([{ from: 3n, to: 3n, ...attestDrop(KEY, 'col-a', EPOCH, { from: 3n, to: 3n }) }], attestHead(KEY, 'col-a', EPOCH, 9n));
+    const good = run([{ from: 3n, to: 3n, ...attestDrop(seal, 'col-a', EPOCH, { from: 3n, to: 3n }) }], attestHead(KEY, 'col-a', EPOCH, 9n));
     assert.deepEqual(good.breaks, []);
     assert.deepEqual(good.missing, [{ from: 7n, to: 9n }]);
+    // A drop record signed with a trail key (a collector's key cannot vouch for a gateway's retention), and a head with the seal key.
+    const byTrailKey = run([{ from: 3n, to: 3n, ...attestDrop(KEY, 'col-a', EPOCH, { from: 3n, to: 3n }) }], attestHead(seal, 'col-a', EPOCH, 9n));
+    assert.deepEqual(byTrailKey.breaks.map((b) => [b.seq, b.problem]), [
+      [9n, `the reported head (highest seq 9) is attested with key ${seal.id}, which is a seal key, not a trail key (forged with the wrong key): the collector did not report it so`],
+      [3n, `the retention record for seqs 3 is attested with key ${KEY.id}, which is a fleet trail key, not a seal key (forged with the wrong key): it explains nothing`],
+    ]);
     // A drop record widened after it was signed, one with no signature, a head lowered or raised by someone without the key.
-    const widened = run([{ from: 3n, to: 4n, ...attestDrop(KEY, 'col-a', EPOCH, { from: 3n, to: 3n }) }], attestHead(KEY, 'col-a', EPOCH, 9n));
+    const widened = run([{ from: 3n, to: 4n, ...attestDrop(seal, 'col-a', EPOCH, { from: 3n, to: 3n }) }], attestHead(KEY, 'col-a', EPOCH, 9n));
     assert.deepEqual(widened.breaks.map((b) => b.seq), [3n]);
     assert.deepEqual(widened.missing, [{ from: 3n, to: 3n }, { from: 7n, to: 9n }]);
     assert.match(widened.breaks[0].problem, /retention record for seqs 3-4 attestation does not match/);
@@ -211,7 +223,8 @@ describe('storage seals', () => {
 
   test('a row edited beside its event bytes (delivered_by) or a seal edited is caught; an intact sealed trail passes', () => {
     const { rows, seal } = sealed(chain(4));
-    const keys = new TrailKeys([KEY, SEAL_KEY]);
+    const keys = new TrailKeys([KEY]);
+    keys.add(SEAL_KEY, { kind: 'seal' });
     assert.equal(reportPasses(verify(rows, 4n, { keys, seal: () => seal })), true);
     const moved = rows.map((r) => (r.seq === 2n ? { ...r, deliveredBy: 'someone-else' } : r));
     assert.deepEqual(verify(moved, 4n, { keys, seal: () => seal }).breaks.map((b) => [b.seq, b.problem]), [[2n, `stored row differs from what seal ${seal.sealId} recorded (row edited)`]]);
@@ -227,6 +240,64 @@ test('subtractRanges', () => {
     covered: [{ from: 3n, to: 4n }, { from: 8n, to: 10n }],
   });
   assert.deepEqual(subtractRanges([{ from: 5n, to: 5n }], []), { left: [{ from: 5n, to: 5n }], covered: [] });
+});
+
+describe('key roles', () => {
+  const A = trailKey(randomBytes(32));
+  const B = trailKey(randomBytes(32));
+  const SEAL = trailKey(randomBytes(32));
+  const FLEET = trailKey(randomBytes(32));
+  const keys = new TrailKeys();
+  keys.add(A, { kind: 'trail', collector: 'col-a' });
+  keys.add(B, { kind: 'trail', collector: 'col-b' });
+  keys.add(SEAL, { kind: 'seal' });
+  keys.add(FLEET);
+
+  test("a collector's own key checks its events; another collector's key, a seal key and a fleet key are told apart", () => {
+    const [row] = chain(1, A);
+    assert.deepEqual(checkChainHash(row.raw, A.id, 'col-a', keys, true), {});
+    const [byB] = chain(1, B); // col-a's event hashed with col-b's key: what a compromised col-b could make
+    assert.deepEqual(checkChainHash(byB.raw, B.id, 'col-a', keys, true), {
+      problem: `is hashed with trail key ${B.id}, which belongs to collector col-b, not col-a (forged with another collector's key)`,
+    });
+    const [bySeal] = chain(1, SEAL);
+    assert.deepEqual(checkChainHash(bySeal.raw, SEAL.id, 'col-a', keys, true), { problem: `is hashed with key ${SEAL.id}, which is a seal key, not a trail key (forged with the wrong key)` });
+    const [byFleet] = chain(1, FLEET);
+    assert.deepEqual(checkChainHash(byFleet.raw, FLEET.id, 'col-a', keys, true), {}, 'a fleet key is good for any collector');
+    assert.deepEqual(checkHead(attestHead(B, 'col-a', EPOCH, 5n), 'col-a', EPOCH, 5n, keys, true).problem, `is attested with trail key ${B.id}, which belongs to collector col-b, not col-a (forged with another collector's key)`);
+  });
+
+  test('a seal made with a trail key is refused, whoever made it', () => {
+    const fields = { sealId: '01900000-0000-7000-8000-00000000000b', gatewayId: 'gw-a', sealedAtMs: 1, entries: Buffer.alloc(48) };
+    assert.deepEqual(checkSeal(makeSeal(SEAL, fields), keys, true), {});
+    for (const k of [A, FLEET]) {
+      assert.match(checkSeal(makeSeal(k, fields), keys, true).problem ?? '', new RegExp(`^is made with key ${k.id}, which is (collector col-a's|a fleet) trail key, not a seal key`));
+    }
+  });
+
+  test('one key in two roles is refused when the keys are loaded', () => {
+    const k = new TrailKeys([A]);
+    assert.throws(() => k.add(A, { kind: 'seal' }, 'keys/seal.x'), { message: `keys/seal.x holds the same key (id ${A.id}) as a key, once as a fleet trail key and once as a seal key: a key has one role` });
+    assert.throws(() => k.add(A, { kind: 'trail', collector: 'col-z' }, 'keys/trail.col-z'), /once as a fleet trail key and once as collector col-z's trail key/);
+    k.add(A); // the same key in the same role twice is fine (a copy under another name)
+  });
+
+  test('a key file name gives its role', () => {
+    assert.deepEqual(
+      ['seal', 'seal.gw-a', 'seal-key', 'gw-a.seal', 'trail.col-a', 'trail.', 'trail', 'col-a.key', 'fleet'].map((n) => [n, roleOfKeyFile(n)]),
+      [
+        ['seal', { kind: 'seal' }],
+        ['seal.gw-a', { kind: 'seal' }],
+        ['seal-key', { kind: 'seal' }],
+        ['gw-a.seal', { kind: 'seal' }],
+        ['trail.col-a', { kind: 'trail', collector: 'col-a' }],
+        ['trail.', { kind: 'trail' }],
+        ['trail', { kind: 'trail' }],
+        ['col-a.key', { kind: 'trail' }],
+        ['fleet', { kind: 'trail' }],
+      ],
+    );
+  });
 });
 
 test('TrailKeys.fromDir: a dangling link among the key files is an error naming the option and the file, never a bare ENOENT', async () => {

@@ -65,20 +65,63 @@ export function loadOptionalKey(file: string | undefined, fileKey: string, env: 
   return k ? trailKey(k) : undefined;
 }
 
-/** Keys by id: the trail keys of collectors and the seal keys of gateways a verifier trusts. */
+/**
+ * What a key may check. A seal key checks gateway seals and retention
+ * records only; a trail key checks collectors' chain hashes and heads only,
+ * and a trail key bound to a collector checks that collector's alone. So a
+ * collector's key cannot forge another collector's events, nor a gateway's
+ * seals, and a seal key cannot forge events.
+ */
+export type KeyRole = { kind: 'seal' } | { kind: 'trail'; collector?: string };
+
+interface HeldKey {
+  key: Buffer;
+  role: KeyRole;
+  /** Where it came from, for messages (a file name, never the key). */
+  source: string;
+}
+
+/** The role a key file's name gives it in a keys directory: `seal*` or `*.seal` a seal key, `trail.<collector id>` that collector's own trail key, any other name a fleet trail key (good for any collector). */
+export function roleOfKeyFile(name: string): KeyRole {
+  if (name.startsWith('seal') || name.endsWith('.seal')) return { kind: 'seal' };
+  if (name.startsWith('trail.') && name.length > 'trail.'.length) return { kind: 'trail', collector: name.slice('trail.'.length) };
+  return { kind: 'trail' };
+}
+
+const roleName = (r: KeyRole): string => (r.kind === 'seal' ? 'a seal key' : r.collector !== undefined ? `collector ${r.collector}'s trail key` : 'a fleet trail key');
+
+/** Keys by id, each with its role: the trail keys of collectors and the seal keys of gateways a verifier trusts. */
 export class TrailKeys {
-  readonly #byId = new Map<string, Buffer>();
+  readonly #byId = new Map<string, HeldKey>();
 
-  constructor(keys: Iterable<TrailKey> = []) {
-    for (const k of keys) this.add(k);
+  constructor(keys: Iterable<TrailKey> = [], role: KeyRole = { kind: 'trail' }) {
+    for (const k of keys) this.add(k, role);
   }
 
-  add(k: TrailKey): void {
-    this.#byId.set(k.id, k.key);
+  /** Adds a key in a role; the same key in two different roles is refused (it would let one role forge the other). */
+  add(k: TrailKey, role: KeyRole = { kind: 'trail' }, source = 'a key'): void {
+    const held = this.#byId.get(k.id);
+    if (held && (held.role.kind !== role.kind || (held.role.kind === 'trail' && role.kind === 'trail' && held.role.collector !== role.collector))) {
+      throw new AuditError(ErrorCode.Config, `${source} holds the same key (id ${k.id}) as ${held.source}, once as ${roleName(held.role)} and once as ${roleName(role)}: a key has one role`);
+    }
+    this.#byId.set(k.id, { key: k.key, role, source });
   }
 
-  get(id: string): Buffer | undefined {
-    return this.#byId.get(id);
+  /** The key to check collector `collectorId`'s chain hash or head with, or why key `id` may not. */
+  forTrail(id: string, collectorId: string): { key?: Buffer; refused?: string } {
+    const h = this.#byId.get(id);
+    if (!h) return {};
+    if (h.role.kind !== 'trail') return { refused: `key ${id}, which is ${roleName(h.role)}, not a trail key (forged with the wrong key)` };
+    if (h.role.collector !== undefined && h.role.collector !== collectorId) return { refused: `trail key ${id}, which belongs to collector ${h.role.collector}, not ${collectorId} (forged with another collector's key)` };
+    return { key: h.key };
+  }
+
+  /** The key to check a seal or a retention record with, or why key `id` may not. */
+  forSeal(id: string): { key?: Buffer; refused?: string } {
+    const h = this.#byId.get(id);
+    if (!h) return {};
+    if (h.role.kind !== 'seal') return { refused: `key ${id}, which is ${roleName(h.role)}, not a seal key (forged with the wrong key)` };
+    return { key: h.key };
   }
 
   get size(): number {
@@ -89,10 +132,22 @@ export class TrailKeys {
     return [...this.#byId.keys()].sort();
   }
 
+  /** How many keys of each role, for a verifier's summary. */
+  counts(): { seal: number; fleet: number; bound: number } {
+    const c = { seal: 0, fleet: 0, bound: 0 };
+    for (const h of this.#byId.values()) {
+      if (h.role.kind === 'seal') c.seal++;
+      else if (h.role.collector === undefined) c.fleet++;
+      else c.bound++;
+    }
+    return c;
+  }
+
   /**
    * Every regular file of `dir` is a key (a Kubernetes Secret mounted as a
-   * directory: its ..data links and dotfiles are skipped). The error of a
-   * bad file names the file, never its text.
+   * directory: its ..data links and dotfiles are skipped), its role from its
+   * name (roleOfKeyFile). The error of a bad file names the file, never its
+   * text.
    */
   static fromDir(dir: string, what: string): TrailKeys {
     let names: string[];
@@ -112,7 +167,7 @@ export class TrailKeys {
         throw new AuditError(ErrorCode.Config, `${what} file ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
       }
       if (!isFile) continue;
-      keys.add(readTrailKey(path, `${what} file`));
+      keys.add(readTrailKey(path, `${what} file`), roleOfKeyFile(name), `${what} file ${path}`);
     }
     if (keys.size === 0) throw new AuditError(ErrorCode.Config, `${what} ${dir}: holds no key file`);
     return keys;
@@ -177,14 +232,16 @@ export class ChainMaker {
 }
 
 /** Why one stored event fails its own check, or undefined when its chain hash is right. */
-export function checkChainHash(raw: Uint8Array, keyId: string, keys: TrailKeys | undefined, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
+export function checkChainHash(raw: Uint8Array, keyId: string, collectorId: string, keys: TrailKeys | undefined, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
   const split = splitChainHash(raw);
   if (!split) return { problem: 'carries no chain hash' };
   if (keyId === '') {
     if (requireKeyed) return { problem: 'is not keyed (bare SHA-256) where a trail key is required' };
     return same(chainHashOf(undefined, split.body), split.hash) ? {} : { problem: 'chain hash does not match its content (modified)' };
   }
-  const key = keys?.get(keyId);
+  const found = keys?.forTrail(keyId, collectorId) ?? {};
+  if (found.refused) return { problem: `is hashed with ${found.refused}` };
+  const key = found.key;
   if (!key) return keys && keys.size > 0 ? { problem: `is hashed with trail key ${keyId}, which is not among the known keys (forged, or a key missing here)` } : { unchecked: true };
   return same(chainHashOf(key, split.body), split.hash) ? {} : { problem: 'chain hash does not match its content (modified or forged without the key)' };
 }
@@ -216,20 +273,26 @@ export function attestDrop(key: TrailKey | undefined, collectorId: string, epoch
   return attest(key, dropStatement(collectorId, epoch, r));
 }
 
-function checkAttested(a: Attested, statement: string, keys: TrailKeys | undefined, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
+/** Looks a key up for its role: a collector's trail key (a head) or a seal key (a retention record, a seal). */
+type KeyLookup = (keys: TrailKeys, id: string) => { key?: Buffer; refused?: string };
+const sealLookup: KeyLookup = (keys, id) => keys.forSeal(id);
+
+function checkAttested(a: Attested, statement: string, keys: TrailKeys | undefined, lookup: KeyLookup, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
   if (a.mac.length === 0) return { problem: 'carries no attestation' };
   let key: Buffer | undefined;
   if (a.keyId === '') {
     if (requireKeyed) return { problem: 'is not keyed where a key is required' };
   } else {
-    key = keys?.get(a.keyId);
+    const found = keys ? lookup(keys, a.keyId) : {};
+    if (found.refused) return { problem: `is attested with ${found.refused}` };
+    key = found.key;
     if (!key) return keys && keys.size > 0 ? { problem: `is attested with key ${a.keyId}, which is not among the known keys` } : { unchecked: true };
   }
   return same(chainHashOf(key, Buffer.from(statement, 'utf8')), a.mac) ? {} : { problem: 'attestation does not match (altered)' };
 }
 
 export function checkHead(a: Attested, collectorId: string, epoch: string, seq: bigint, keys: TrailKeys | undefined, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
-  return checkAttested(a, headStatement(collectorId, epoch, seq), keys, requireKeyed);
+  return checkAttested(a, headStatement(collectorId, epoch, seq), keys, (k, id) => k.forTrail(id, collectorId), requireKeyed);
 }
 
 // ---- seals of stored rows -------------------------------------------------
@@ -271,7 +334,9 @@ export function checkSeal(s: Seal, keys: TrailKeys | undefined, requireKeyed: bo
   if (s.keyId === '') {
     if (requireKeyed) return { problem: 'is not keyed where a seal key is required' };
   } else {
-    key = keys?.get(s.keyId);
+    const found = keys?.forSeal(s.keyId) ?? {};
+    if (found.refused) return { problem: `is made with ${found.refused}` };
+    key = found.key;
     if (!key) return keys && keys.size > 0 ? { problem: `is made with seal key ${s.keyId}, which is not among the known keys` } : { unchecked: true };
   }
   return same(chainHashOf(key, sealInput(s)), s.mac) ? {} : { problem: 'MAC does not match its entries (seal modified)' };
@@ -460,7 +525,7 @@ export class EpochVerifier {
     if (ev.collectorId !== this.collectorId || ev.epoch !== this.epoch || ev.seq !== row.seq) {
       this.#break(row.seq, id, `is stored as collector ${this.collectorId} epoch ${this.epoch} seq ${row.seq} but says collector ${ev.collectorId} epoch ${ev.epoch} seq ${ev.seq}`);
     }
-    const own = checkChainHash(row.raw, ev.chainKeyId, this.#o.keys, this.#requireKeyed);
+    const own = checkChainHash(row.raw, ev.chainKeyId, this.collectorId, this.#o.keys, this.#requireKeyed);
     if (own.problem) this.#break(row.seq, id, own.problem);
     if (own.unchecked) this.#unchecked++;
     this.#checkSeal(row, id);
@@ -533,7 +598,7 @@ export class EpochVerifier {
     }
     const trusted: SeqRange[] = [];
     for (const d of dropped) {
-      const a = checkAttested({ mac: d.mac ?? new Uint8Array(0), keyId: d.keyId ?? '' }, dropStatement(this.collectorId, this.epoch, d), keys, this.#requireKeyed);
+      const a = checkAttested({ mac: d.mac ?? new Uint8Array(0), keyId: d.keyId ?? '' }, dropStatement(this.collectorId, this.epoch, d), keys, sealLookup, this.#requireKeyed);
       if (a.problem) this.#break(d.from, '', `the retention record for seqs ${fmtSeqs(d)} ${a.problem}: it explains nothing`);
       else trusted.push({ from: d.from, to: d.to });
     }

@@ -117,7 +117,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ScenarioResult[]> {
     const gatewayKeys = join(dir.dir, 'trail-keys');
     mkdirSync(gatewayKeys);
     writeFileSync(join(gatewayKeys, 'fleet.key'), KEYS.DBAUDIT_TRAIL_KEY);
-    const auditorKeys = new TrailKeys([trailKey(Buffer.from(KEYS.DBAUDIT_TRAIL_KEY, 'base64')), trailKey(Buffer.from(KEYS.DBAUDIT_SEAL_KEY, 'base64'))]);
+    const auditorKeys = new TrailKeys([trailKey(Buffer.from(KEYS.DBAUDIT_TRAIL_KEY, 'base64'))]);
+    auditorKeys.add(trailKey(Buffer.from(KEYS.DBAUDIT_SEAL_KEY, 'base64')), { kind: 'seal' });
     const [pA1, pA2, pB, pP1, pP2, pP3, hP3] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
     const gwArgs = (id: string, port: number, store: string, peers: number[]): string[] => [
       'gateway', '--listen', `127.0.0.1:${port}`, '--http', '127.0.0.1:0', '--store', store, '--data-dir', join(dir.dir, id),

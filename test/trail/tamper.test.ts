@@ -37,6 +37,7 @@ describe('tamper evidence: dbaudit verify against a PostgreSQL store', { skip: s
   const dir = makeTempDir('dbaudit-trail-');
   const trailKeyBytes = randomBytes(32);
   const sealKeyBytes = randomBytes(32);
+  const otherKeyBytes = randomBytes(32);
   const gatewayKeys = join(dir.dir, 'gateway-keys');
   const auditorKeys = join(dir.dir, 'auditor-keys');
   let pgServer: PgServer;
@@ -77,8 +78,11 @@ describe('tamper evidence: dbaudit verify against a PostgreSQL store', { skip: s
 
   before(async () => {
     for (const d of [gatewayKeys, auditorKeys]) mkdirSync(d);
-    writeFileSync(join(gatewayKeys, 'e2e.key'), trailKeyBytes.toString('base64'));
-    writeFileSync(join(auditorKeys, 'e2e.key'), trailKeyBytes.toString('hex'));
+    // each collector's own key (trail.<collector id>): col "other"'s key must not pass for e2e's events
+    writeFileSync(join(gatewayKeys, 'trail.e2e'), trailKeyBytes.toString('base64'));
+    writeFileSync(join(auditorKeys, 'trail.e2e'), trailKeyBytes.toString('hex'));
+    writeFileSync(join(gatewayKeys, 'trail.other'), otherKeyBytes.toString('base64'));
+    writeFileSync(join(auditorKeys, 'trail.other'), otherKeyBytes.toString('base64'));
     writeFileSync(join(auditorKeys, 'gw-trail.seal'), sealKeyBytes.toString('base64'));
     writeFileSync(join(dir.dir, 'trail.key'), trailKeyBytes.toString('base64'));
     writeFileSync(join(dir.dir, 'seal.key'), sealKeyBytes.toString('base64'));
@@ -278,6 +282,33 @@ describe('tamper evidence: dbaudit verify against a PostgreSQL store', { skip: s
     }
   });
 
+  test("events forged with another collector's key, or with the gateway's seal key, are breaks on ingest and in verify", async () => {
+    const tail = fromBinary(AuditEventSchema, (await rowAt(last)).raw);
+    const ev = fromBinary(AuditEventSchema, (await rowAt(4n)).raw) as AuditEvent;
+    const forge = (key: Buffer, seq: bigint, prev: Uint8Array): Uint8Array => {
+      ev.eventId = uuidv7();
+      ev.seq = seq;
+      ev.statement = 'DROP TABLE salaries';
+      return new ChainMaker(trailKey(key), Buffer.from(prev)).link(ev, encodeAuditEvent);
+    };
+    const first = forge(otherKeyBytes, last + 1n, tail.chainHash);
+    const second = forge(sealKeyBytes, last + 2n, fromBinary(AuditEventSchema, first).chainHash);
+    const ingestBreaks = async (): Promise<number> => (await stack.gateway.metrics.trailChainBreaks.get()).values.find((v) => v.labels.check === 'ingest')?.value ?? 0;
+    const before = await ingestBreaks();
+    await ingest([first, second]);
+    try {
+      assert.equal((await ingestBreaks()) - before, 2, 'both refused keys counted on ingest');
+      const r = await verify();
+      assert.equal(r.code, 1);
+      assert.deepEqual(r.epochs[0].chain_breaks.map((b) => [b.seq, b.problem]), [
+        [String(last + 1n), `is hashed with trail key ${trailKey(otherKeyBytes).id}, which belongs to collector other, not e2e (forged with another collector's key)`],
+        [String(last + 2n), `is hashed with key ${trailKey(sealKeyBytes).id}, which is a seal key, not a trail key (forged with the wrong key)`],
+      ]);
+    } finally {
+      await restore();
+    }
+  });
+
   test('a deleted tail hidden by lowering the recorded head is a break at the head: the collector attested the real one', async () => {
     const [head] = await sql<{ highest_seq: string; head_key_id: string }>('SELECT highest_seq::text AS highest_seq, head_key_id FROM trail_heads WHERE collector_id = $1 AND epoch = $2', ['e2e', epoch]);
     assert.deepEqual(head, { highest_seq: String(last), head_key_id: trailKey(trailKeyBytes).id });
@@ -311,6 +342,22 @@ describe('tamper evidence: dbaudit verify against a PostgreSQL store', { skip: s
       ]);
     } finally {
       await sql(`DELETE FROM dropped_partitions WHERE partition_name = 'events_20000101'`);
+      await restore();
+    }
+    assert.equal((await verify()).code, 0);
+  });
+
+  test('malformed retention records in the store explain nothing and do not stop the check (a finding, not an unreadable trail)', async () => {
+    await sql('DELETE FROM events WHERE collector_id = $1 AND epoch = $2 AND seq = 7', ['e2e', epoch]);
+    await sql(`INSERT INTO dropped_partitions (partition_name, cutoff_us, events, sequences, dropped_by) VALUES ('x1', 0, 0, '{}', 'me'), ('x2', 0, 0, '[{"collector_id": "e2e", "first_seq": "seven"}]', 'me')`);
+    try {
+      const r = await verify();
+      assert.equal(r.code, 1, r.text);
+      assert.deepEqual(r.epochs.map((e) => [e.missing, e.chain_breaks.length]), [[[{ from: '7', to: '7' }], 0]]);
+      const [report] = await stack.gateway.trail.pass({ full: true });
+      assert.deepEqual(report.missing, [{ from: 7n, to: 7n }]);
+    } finally {
+      await sql(`DELETE FROM dropped_partitions WHERE partition_name IN ('x1', 'x2')`);
       await restore();
     }
     assert.equal((await verify()).code, 0);
