@@ -51,10 +51,14 @@ async function waitPort(name: string, child: ChildProcess, port: number, log: ()
   }
 }
 
-/** BENCH_CPU_PROF=DIR: every dbaudit process a benchmark starts writes a V8 CPU profile (node --cpu-prof) into DIR when it exits. */
+/**
+ * BENCH_CPU_PROF=DIR: every dbaudit process a benchmark starts writes V8 CPU
+ * profiles (node --cpu-prof) into DIR/<process name>/ when it exits, one per
+ * thread (the largest is the main thread's).
+ */
 function profileArgs(name: string): string[] {
   const dir = process.env.BENCH_CPU_PROF;
-  return dir ? ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`] : [];
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', join(dir, name)] : [];
 }
 
 async function startProc(name: string, args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
