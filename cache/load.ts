@@ -3,7 +3,7 @@ import { AuditError, ErrorCode, isAuditError } from '../lib/errors.js';
 import { makeDir } from '../lib/make-dir.js';
 import type { Logger } from '../lib/log.js';
 import { uuidv7 } from '../lib/uuid.js';
-import { EPOCH_KEY, META_KEY, type Meta, RECORDS_END, RECORDS_START, decodeMeta, encodeMeta, epochFromBytes, epochToBytes, recordKey, seqOfKey } from './record.js';
+import { EPOCH_KEY, META_KEY, OWNER_KEY, type Meta, RECORDS_END, RECORDS_START, decodeMeta, encodeMeta, epochFromBytes, epochToBytes, recordKey, seqOfKey } from './record.js';
 import { type OpenOptions, Rocks, isCorruption } from './rocks.js';
 import type { CacheOptions } from './types.js';
 import type { Loss } from './losses.js';
@@ -38,6 +38,7 @@ export async function openDatabase(opts: CacheOptions, clock: Clock, log: Logger
     try {
       const st = await loadState(db, clock, log);
       await refuseUnknownKey(db, st.meta.lowSeq, opts, where);
+      await claimOwner(db, st.meta, opts, where);
       return { db, st };
     } catch (err) {
       if (!isCorruption(err)) throw err;
@@ -70,17 +71,38 @@ export async function openDatabase(opts: CacheOptions, clock: Clock, log: Logger
  * as a loss when met: the newest records show that rotation happened.)
  */
 async function refuseUnknownKey(db: Rocks, lowSeq: bigint, opts: CacheOptions, where: string): Promise<void> {
-  let unknown: string | undefined;
-  await db.forEach({ gte: recordKey(lowSeq), lt: RECORDS_END, reverse: true, limit: 1 }, (_key, value) => {
-    const h = readHeader(value);
-    if (h && !opts.keyring.has(h.keyId)) unknown = h.keyId;
-    return false;
-  });
-  if (unknown === undefined) return;
+  // The newest record (the wrong key) and the oldest (a rotation whose old key was dropped from read_key_files while its events still wait).
+  for (const [reverse, which] of [[true, 'newest'], [false, 'oldest']] as const) {
+    let unknown: string | undefined;
+    await db.forEach({ gte: recordKey(lowSeq), lt: RECORDS_END, reverse, limit: 1 }, (_key, value) => {
+      const h = readHeader(value);
+      if (h && !opts.keyring.has(h.keyId)) unknown = h.keyId;
+      return false;
+    });
+    if (unknown === undefined) continue;
+    throw new AuditError(
+      ErrorCode.Config,
+      `${where}: its ${which} events are sealed with cache key id ${unknown}, which is not configured (the configured key's id is ${opts.keyring.writeKey().id}); ` +
+        'give that key in collector.cache.encryption.read_key_files (or as the key), or move the cache directory away to start empty. Refusing to start rather than drop the events',
+    );
+  }
+}
+
+/** Records the collector id the epoch belongs to, or refuses a cache that belongs to another. */
+async function claimOwner(db: Rocks, meta: Meta, opts: CacheOptions, where: string): Promise<void> {
+  if (opts.owner === undefined) return;
+  const held = await db.get(OWNER_KEY);
+  // a cache that has committed nothing in its epoch yet can change hands: no seq to continue
+  if (held === undefined || (meta.lastSeq === 0n && held.toString('utf8') !== opts.owner)) {
+    await db.write([{ type: 'put', key: OWNER_KEY, value: Buffer.from(opts.owner, 'utf8') }], true);
+    return;
+  }
+  const owner = held.toString('utf8');
+  if (owner === opts.owner) return;
   throw new AuditError(
     ErrorCode.Config,
-    `${where}: its newest events are sealed with cache key id ${unknown}, which is not configured (the configured key's id is ${opts.keyring.writeKey().id}); ` +
-      'give that key in collector.cache.encryption.read_key_files (or as the key), or move the cache directory away to start empty. Refusing to start rather than drop the events',
+    `${where}: belongs to collector ${JSON.stringify(owner)} (epoch ${meta.epoch}, ${meta.events} events waiting, up to seq ${meta.lastSeq}), not ${JSON.stringify(opts.owner)}: ` +
+      'its sequence would go on under the new id and the gateway would see seqs 1.. missing. Start with the old collector.id until the cache is empty, or give the new id a cache directory of its own',
   );
 }
 

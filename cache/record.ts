@@ -5,6 +5,8 @@ import type { Loss, LossReason } from './losses.js';
  * RocksDB key space of the cache (one cache per directory):
  *   'e'                  the epoch, 16 bytes (written once, when the cache is created)
  *   'm'                  meta record, JSON, rewritten in every batch that changes records
+ *   'o'                  the collector id the epoch belongs to, UTF-8 (written at the first
+ *                        open that names one; a cache opened under another id is refused)
  *   'q' + u64 BE seq     a sealed event set aside: its key id is not configured (rotation
  *                        without the old key as a read key); out of the queue and the counters,
  *                        kept so that it can still be read once the key is given
@@ -14,6 +16,7 @@ import type { Loss, LossReason } from './losses.js';
  */
 export const EPOCH_KEY = Buffer.from('e');
 export const META_KEY = Buffer.from('m');
+export const OWNER_KEY = Buffer.from('o');
 const RECORD_PREFIX = 0x72; // 'r'
 export const RECORD_KEY_BYTES = 9;
 /** Just past every record key. */

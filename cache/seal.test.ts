@@ -77,14 +77,37 @@ describe('cache encryption end to end', () => {
     const id1 = new Keyring(k1).writeKeyId!;
     const id2 = new Keyring(k2).writeKeyId!;
     assert.deepEqual(ids, [id1, id1, id1, id2, id2]);
-    // without the old key, the old records are undecryptable: skipped, counted, reported, the rest still read;
-    // they are quarantined, not deleted, so that the forgotten key can still read them
+    // without the old key while its events still wait (the oldest record is under it), the cache refuses to open: nothing is set aside
+    await assert.rejects(openTest(d, { keyring: new Keyring(k2), clock: a.clock }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'DBA_CONFIG');
+      assert.match(err.message, new RegExp(`its oldest events are sealed with cache key id ${id1}, which is not configured`));
+      return true;
+    });
+    const again = await openTest(d, { keyring: new Keyring(k2, [k1]), clock: a.clock });
+    assert.deepEqual((await again.cache.scan({ order: 'oldest_first', limit: 10 })).map((r) => Number(r.seq)), [1, 2, 3, 4, 5]);
+    await again.cache.close();
+  });
+
+  test('records under a forgotten key between readable ones are skipped, counted, reported and quarantined (readable with the key)', async () => {
+    const d = dir();
+    const k1 = newKey();
+    const k2 = newKey();
+    const a = await openTest(d, { keyring: new Keyring(k2) });
+    await appendN(a.cache, 1, a.clock.now());
+    await a.cache.close();
+    const b = await openTest(d, { keyring: new Keyring(k1, [k2]), clock: a.clock });
+    await appendN(b.cache, 3, b.clock.now());
+    await b.cache.close();
+    const b2 = await openTest(d, { keyring: new Keyring(k2, [k1]), clock: a.clock });
+    await appendN(b2.cache, 1, b2.clock.now());
+    await b2.cache.close();
+    // oldest (1) and newest (5) are under k2: it opens without k1; 2-4 are undecryptable
     const metrics = new CollectorMetrics({ defaultMetrics: false });
     const c = await openTest(d, { keyring: new Keyring(k2), clock: a.clock, metrics });
-    assert.deepEqual((await c.cache.scan({ order: 'oldest_first', limit: 10 })).map((r) => Number(r.seq)), [4, 5]);
-    assert.deepEqual(c.losses, [{ fromSeq: 1n, toSeq: 3n, count: 3, reason: 'corrupt' }]);
+    assert.deepEqual((await c.cache.scan({ order: 'oldest_first', limit: 10 })).map((r) => Number(r.seq)), [1, 5]);
+    assert.deepEqual(c.losses, [{ fromSeq: 2n, toSeq: 4n, count: 3, reason: 'corrupt' }]);
     assert.equal(c.cache.stats().events, 2);
-    assert.deepEqual((await c.cache.scan({ order: 'oldest_first', limit: 10 })).map((r) => Number(r.seq)), [4, 5]);
+    assert.deepEqual((await c.cache.scan({ order: 'oldest_first', limit: 10 })).map((r) => Number(r.seq)), [1, 5]);
     assert.equal(c.losses.length, 1);
     await c.cache.close();
     const seen = await inspectCache({ dir: d, keyring: new Keyring(k2, [k1]), events: true });
@@ -92,7 +115,7 @@ describe('cache encryption end to end', () => {
     assert.equal(seen.events, 2);
     assert.deepEqual(
       seen.records!.map((r) => [Number(r.seq), r.quarantined ?? false, Buffer.from(r.payload!).equals(payloadOf(r.seq))]),
-      [[1, true, true], [2, true, true], [3, true, true], [4, false, true], [5, false, true]],
+      [[2, true, true], [3, true, true], [4, true, true], [1, false, true], [5, false, true]], // quarantined records are listed first
     );
   });
 

@@ -11,6 +11,13 @@ export interface CacheOptions {
   path: string;
   /** The setting `path` comes from (e.g. collector.cache.path), named in the error when the cache cannot be opened. */
   setting?: string;
+  /**
+   * The collector id whose trail this cache's epoch continues. Recorded at
+   * the first open; opening the cache under another id is refused, since the
+   * epoch's sequence would go on under a name the gateway has not seen from
+   * seq 1 (a false gap that never closes).
+   */
+  owner?: string;
   /** collector.cache.max_size, bytes of records (key + sealed value) held. */
   maxBytes: number;
   /** collector.cache.max_age; 0 disables expiry. */

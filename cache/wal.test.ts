@@ -324,3 +324,33 @@ describe('EventCache logging and recovery of its own state', () => {
     await b.cache.close();
   });
 });
+
+describe('the collector a cache belongs to', () => {
+  test('a cache opened under another collector id is refused while its epoch has numbers to continue; a fresh one changes hands', async () => {
+    const d = dir();
+    const a = await openTest(d, { owner: 'vm' });
+    await appendN(a.cache, 3, a.clock.now());
+    await a.cache.ack([1n, 2n, 3n]); // even empty, the epoch goes on at seq 4
+    await a.cache.close();
+    await assert.rejects(openTest(d, { owner: 'collector-1', keyring: a.opts.keyring, clock: a.clock }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'DBA_CONFIG');
+      assert.equal(
+        err.message,
+        `cache ${d}: belongs to collector "vm" (epoch ${a.cache.epoch}, 0 events waiting, up to seq 3), not "collector-1": ` +
+          'its sequence would go on under the new id and the gateway would see seqs 1.. missing. Start with the old collector.id until the cache is empty, or give the new id a cache directory of its own',
+      );
+      return true;
+    });
+    const same = await openTest(d, { owner: 'vm', keyring: a.opts.keyring, clock: a.clock });
+    assert.equal(same.cache.reserveSeq(), 4n);
+    await same.cache.close();
+    // nothing committed yet: the new id takes it over
+    const e = dir();
+    const fresh = await openTest(e, { owner: 'vm' });
+    await fresh.cache.close();
+    const taken = await openTest(e, { owner: 'collector-1', keyring: fresh.opts.keyring });
+    await appendN(taken.cache, 1, taken.clock.now());
+    await taken.cache.close();
+    await assert.rejects(openTest(e, { owner: 'vm', keyring: fresh.opts.keyring }), /belongs to collector "collector-1" \(epoch \S+, 1 events waiting, up to seq 1\)/);
+  });
+});

@@ -134,7 +134,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const keys = t.keys_dir ? TrailKeys.fromDir(t.keys_dir, 'gateway.trail.keys_dir') : new TrailKeys();
   const requireKeyed = keys.size > 0;
   const sealKey = loadOptionalKey(t.seal_key_file, 'gateway.trail.seal_key_file', opts.env ?? process.env, t.seal_key_env);
-  if (sealKey) keys.add(sealKey, { kind: 'seal' }, 'gateway.trail.seal_key_file');
+  if (sealKey) keys.add(sealKey, { kind: 'seal' }, t.seal_key_file ? `gateway.trail.seal_key_file ${t.seal_key_file}` : `the seal key in $${t.seal_key_env}`);
   const sealer = makeSealer(sealKey, config.gateway.id, opts.clock ?? systemClock);
   const backend = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir, { clock: opts.clock, logger, gatewayId: config.gateway.id, sealer }));
   await backend.open();

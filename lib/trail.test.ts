@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync as mkdtemp, rmSync as rm, writeFileSync as writeFile } from 'node:fs';
+import { tmpdir as osTmpdir } from 'node:os';
+import { join as pathJoin } from 'node:path';
 import { describe, test } from 'node:test';
 import { fromBinary } from '@bufbuild/protobuf';
 import { AuditEventSchema } from '../proto/gen/audit/v1/event_pb.js';
@@ -277,7 +280,7 @@ describe('key roles', () => {
 
   test('one key in two roles is refused when the keys are loaded', () => {
     const k = new TrailKeys([A]);
-    assert.throws(() => k.add(A, { kind: 'seal' }, 'keys/seal.x'), { message: `keys/seal.x holds the same key (id ${A.id}) as a key, once as a fleet trail key and once as a seal key: a key has one role` });
+    assert.throws(() => k.add(A, { kind: 'seal' }, 'keys/seal.x'), { message: `keys/seal.x holds the same key (id ${A.id}) as a key, once as a fleet trail key and once as a seal key: a key has one role (remove the copy, or rename it for the role it has)` });
     assert.throws(() => k.add(A, { kind: 'trail', collector: 'col-z' }, 'keys/trail.col-z'), /once as a fleet trail key and once as collector col-z's trail key/);
     k.add(A); // the same key in the same role twice is fine (a copy under another name)
   });
@@ -298,6 +301,23 @@ describe('key roles', () => {
       ],
     );
   });
+});
+
+test('key file names that would give a key a role its owner did not mean are refused, naming the file', () => {
+  for (const [name, ok] of [
+    ['trail.key', false], ['trail.collector-1.key', false], ['trail.pem', false], ['trail.db.seal', false], ['sealed-fleet.key', false],
+    ['gw-seal.key', false], ['Seal.key', false], ['SEAL', false],
+    ['trail.col-a', true], ['trail.seal-db', true], ['trail.db.prod', true], ['seal', true], ['seal.gw-a', true], ['seal-key', true], ['gw-a.seal', true], ['fleet.key', true], ['c.key', true],
+  ] as const) {
+    const dir = mkdtemp(pathJoin(osTmpdir(), 'dbaudit-keyname-'));
+    try {
+      writeFile(pathJoin(dir, name), randomBytes(32).toString('base64'));
+      if (ok) assert.equal(TrailKeys.fromDir(dir, '--keys-dir').size, 1, name);
+      else assert.throws(() => TrailKeys.fromDir(dir, '--keys-dir'), (err: Error) => err.message.startsWith(`--keys-dir file ${pathJoin(dir, name)}: `) && /fleet\.key/.test(err.message), name);
+    } finally {
+      rm(dir, { recursive: true, force: true });
+    }
+  }
 });
 
 test('TrailKeys.fromDir: a dangling link among the key files is an error naming the option and the file, never a bare ENOENT', async () => {

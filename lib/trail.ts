@@ -88,6 +88,24 @@ export function roleOfKeyFile(name: string): KeyRole {
   return { kind: 'trail' };
 }
 
+/**
+ * Why a key file's name would give its key a role its owner probably did not
+ * mean, or undefined. Such a name is refused when a keys directory is read:
+ * a misread role shows up only later, as every event (or every seal) failing
+ * as "forged", and with heads not kept.
+ */
+export function keyFileNameProblem(name: string): string | undefined {
+  const role = roleOfKeyFile(name);
+  const fix = 'name a seal key seal.<name> or <name>.seal, a collector\'s trail key trail.<collector id>, a fleet trail key anything else (fleet.key)';
+  if (role.kind === 'seal' && name.startsWith('trail.')) return `the name starts with "trail." (a collector's trail key) but ends with ".seal" (a seal key): ambiguous; ${fix}`;
+  if (role.kind === 'seal' && /^seal[a-z]/i.test(name)) return `the name starts with "seal" (a seal key by the rule) but reads as another word ("${name.split(/[^a-z]/i)[0]}"); ${fix}`;
+  if (role.kind === 'trail' && role.collector === undefined && /seal/i.test(name)) return `the name mentions "seal" but makes a fleet trail key (only seal* and *.seal are seal keys; names are case-sensitive); ${fix}`;
+  if (role.kind === 'trail' && role.collector !== undefined && /(^|\.)(key|pem|txt|b64|hex|base64|secret)$/i.test(role.collector)) {
+    return `the name binds the key to a collector named "${role.collector}", which looks like a file extension; ${fix}`;
+  }
+  return undefined;
+}
+
 const roleName = (r: KeyRole): string => (r.kind === 'seal' ? 'a seal key' : r.collector !== undefined ? `collector ${r.collector}'s trail key` : 'a fleet trail key');
 
 /** Keys by id, each with its role: the trail keys of collectors and the seal keys of gateways a verifier trusts. */
@@ -102,7 +120,7 @@ export class TrailKeys {
   add(k: TrailKey, role: KeyRole = { kind: 'trail' }, source = 'a key'): void {
     const held = this.#byId.get(k.id);
     if (held && (held.role.kind !== role.kind || (held.role.kind === 'trail' && role.kind === 'trail' && held.role.collector !== role.collector))) {
-      throw new AuditError(ErrorCode.Config, `${source} holds the same key (id ${k.id}) as ${held.source}, once as ${roleName(held.role)} and once as ${roleName(role)}: a key has one role`);
+      throw new AuditError(ErrorCode.Config, `${source} holds the same key (id ${k.id}) as ${held.source}, once as ${roleName(held.role)} and once as ${roleName(role)}: a key has one role (remove the copy, or rename it for the role it has)`);
     }
     this.#byId.set(k.id, { key: k.key, role, source });
   }
@@ -167,6 +185,8 @@ export class TrailKeys {
         throw new AuditError(ErrorCode.Config, `${what} file ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
       }
       if (!isFile) continue;
+      const problem = keyFileNameProblem(name);
+      if (problem) throw new AuditError(ErrorCode.Config, `${what} file ${path}: ${problem}`);
       keys.add(readTrailKey(path, `${what} file`), roleOfKeyFile(name), `${what} file ${path}`);
     }
     if (keys.size === 0) throw new AuditError(ErrorCode.Config, `${what} ${dir}: holds no key file`);

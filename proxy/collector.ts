@@ -53,6 +53,7 @@ export async function startCollector(opts: { config: Config; logger: Logger; clo
     path: c.cache.path,
     setting: 'collector.cache.path',
     memory: !c.cache.enabled,
+    owner: c.id,
     maxBytes: cacheMaxBytes,
     maxAgeMs: c.cache.max_age,
     keyring,
