@@ -36,6 +36,8 @@ export class MemoryDb {
   #keys: string[] = [];
   /** Bumped when #keys is rebuilt, so iterators find their place again. */
   #generation = 0;
+  /** Deleted keys walked over by iterator steps since the last compaction. */
+  #skipped = 0;
 
   open(_opts: Record<string, unknown>, cb: Cb): void {
     this.status = 'open';
@@ -64,16 +66,27 @@ export class MemoryDb {
 
   batch(ops: MemOp[], _opts: Record<string, unknown>, cb: Cb): void {
     if (this.status !== 'open') return queueMicrotask(() => cb(new Error('Database is not open')));
+    // Copies (the caller may reuse its buffers, as it may with RocksDB), all of one batch in one
+    // allocation of its own: a small Buffer.from() copy would be a slice of Node's shared 8KB pool
+    // and keep the whole pool chunk alive (with the short-lived buffers around it) as long as the
+    // record lives, several times the bytes memory_max_size counts.
+    let total = 0;
+    for (const op of ops) if (op.type === 'put' && op.value) total += op.value.length;
+    const slab = total > 0 ? Buffer.allocUnsafeSlow(total) : undefined;
+    let at = 0;
     for (const op of ops) {
       const k = latin1(op.key);
       if (op.type === 'del') {
         this.#values.delete(k);
         continue;
       }
-      // copies: the caller may reuse its buffers, as it may with RocksDB
       if (!this.#values.has(k)) this.#insertKey(k);
-      this.#values.set(k, Buffer.from(op.value ?? Buffer.alloc(0)));
+      const len = op.value?.length ?? 0;
+      if (slab && len > 0) op.value!.copy(slab, at);
+      this.#values.set(k, slab && len > 0 ? slab.subarray(at, at + len) : Buffer.alloc(0));
+      at += len;
     }
+    this.#trimTail();
     if (this.#keys.length > 1024 && this.#keys.length > 2 * this.#values.size) this.#compact();
     // answered in a later turn of the event loop, as RocksDB's worker thread answers: what the
     // caller does after a write (other appends joining the next commit) happens in between as on disk
@@ -82,6 +95,7 @@ export class MemoryDb {
 
   iterator(opts: RangeOptions): { next(cb: (err: Error | null | undefined, key?: Buffer, value?: Buffer) => void): void; end(cb: Cb): void } {
     const reverse = opts.reverse === true;
+    const values = opts.values !== false; // as the binding: no value at all when not asked for
     const lo = opts.gte !== undefined ? { k: latin1(opts.gte), open: false } : opts.gt !== undefined ? { k: latin1(opts.gt), open: true } : undefined;
     const hi = opts.lte !== undefined ? { k: latin1(opts.lte), open: false } : opts.lt !== undefined ? { k: latin1(opts.lt), open: true } : undefined;
     let left = opts.limit === undefined || opts.limit < 0 ? Infinity : opts.limit;
@@ -102,16 +116,28 @@ export class MemoryDb {
         else if (reverse) pos = hi ? (hi.open ? lowerBound(keys, hi.k) : upperBound(keys, hi.k)) - 1 : keys.length - 1;
         else pos = lo ? (lo.open ? upperBound(keys, lo.k) : lowerBound(keys, lo.k)) : 0;
       }
+      let found: [string, Buffer] | undefined;
+      let skipped = 0;
       for (; reverse ? pos >= 0 : pos < keys.length; reverse ? pos-- : pos++) {
         const k = keys[pos];
         if (last !== undefined && (reverse ? k >= last : k <= last)) continue; // inserted behind us
-        if (!inRange(k)) return undefined;
+        if (!inRange(k)) break;
         const v = this.#values.get(k);
-        if (v === undefined) continue; // deleted
+        if (v === undefined) {
+          skipped++; // deleted
+          continue;
+        }
         reverse ? pos-- : pos++;
-        return [k, v];
+        found = [k, v];
+        break;
       }
-      return undefined;
+      // Seeks that keep walking over the same deleted keys (a reverse seek from the end
+      // after the newest records were acknowledged, as newest_first replay does) would
+      // make a drain quadratic: once the walking done since the last compaction
+      // exceeds the array, compact (no more work than the walking already done).
+      this.#skipped += skipped;
+      if (this.#skipped > 1024 && this.#skipped > keys.length) this.#compact();
+      return found;
     };
     return {
       next: (cb) => {
@@ -121,7 +147,7 @@ export class MemoryDb {
         left--;
         last = e[0];
         const key = Buffer.from(e[0], 'latin1');
-        const value = Buffer.from(e[1]);
+        const value = values ? Buffer.from(e[1]) : undefined;
         queueMicrotask(() => cb(null, key, value));
       },
       end: (cb) => queueMicrotask(() => cb(null)),
@@ -143,6 +169,17 @@ export class MemoryDb {
   #compact(): void {
     this.#keys = this.#keys.filter((k) => this.#values.has(k));
     this.#generation++;
+    this.#skipped = 0;
+  }
+
+  /** Deleted keys at the end go at once (the newest records, acknowledged first): a seek from the end never walks them. */
+  #trimTail(): void {
+    const keys = this.#keys;
+    let n = keys.length;
+    while (n > 0 && !this.#values.has(keys[n - 1])) n--;
+    if (n === keys.length) return;
+    keys.length = n;
+    this.#generation++; // a forward iterator past the new end must find its place again
   }
 }
 

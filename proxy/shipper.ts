@@ -108,6 +108,8 @@ export class Shipper {
   #failbackTimer: NodeJS.Timeout | undefined;
   #watchdog: NodeJS.Timeout | undefined;
   #probing = false;
+  /** Set once someone waits for the cache to empty (shutdown): partial batches no longer wait for batch_delay. */
+  #draining = false;
   /** Consecutive RESOURCE_EXHAUSTED answers: the gateway is alive but asks us to slow down. */
   #throttled = 0;
 
@@ -252,7 +254,11 @@ export class Shipper {
     const batch = s.inflight.get(ack.batchId);
     if (!batch) return;
     s.inflight.delete(ack.batchId);
-    if (batch.heartbeat) return;
+    if (batch.heartbeat) {
+      // records made durable while the heartbeat was out waited for this acknowledgement (#fill): send them now
+      if (this.#session === s) void this.#pump();
+      return;
+    }
     const seconds = (o.clock.now() - batch.sentAt) / 1000;
     this.#lastLatencyMs = seconds * 1000;
     o.metrics.apiRequests.inc({ endpoint: 'events', status: '200' });
@@ -394,7 +400,7 @@ export class Shipper {
   /** A partial batch waits for more records, up to batchDelayMs from when it was first seen; true while it waits. */
   #lingering(s: Session): boolean {
     const delay = this.#o.batchDelayMs ?? 0;
-    if (delay <= 0) return false;
+    if (delay <= 0 || this.#draining) return false;
     // Real time, not the injected clock: this only shapes batches, and a test's stopped clock must not stop shipping.
     const now = performance.now();
     if (s.lingerSince === 0) s.lingerSince = now;
@@ -452,9 +458,19 @@ export class Shipper {
     for (const f of w) f();
   }
 
-  /** Resolves once the cache is empty (everything acknowledged), or after `timeoutMs`; true if emptied. */
+  /**
+   * Resolves once the cache is empty (everything acknowledged), or after
+   * `timeoutMs`; true if emptied. Called when nothing more is coming (the
+   * collector's shutdown): from then on partial batches no longer wait for
+   * batch_delay.
+   */
   waitIdle(timeoutMs: number): Promise<boolean> {
     if (this.#o.cache.stats().events === 0) return Promise.resolve(true);
+    // nothing more is coming: a partial batch lingering for batch_delay goes now
+    this.#draining = true;
+    if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
+    if (this.#session) void this.#pump();
     return new Promise((resolve) => {
       const t = setTimeout(() => resolve(false), timeoutMs);
       this.#idleWaiters.push(() => {
