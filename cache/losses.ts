@@ -41,12 +41,15 @@ export class LossReporter {
   readonly #log: Logger;
   readonly #metrics: CollectorMetrics | undefined;
   readonly #onLoss: ((loss: Loss) => void) | undefined;
+  /** The setting that bounds the size, named in the drop log (max_size, or memory_max_size with the cache in memory). */
+  readonly #sizeSetting: string;
   readonly #incidents = new Map<LossReason, Incident>();
   readonly #delivered = new WeakSet<Loss>();
   /** Losses held back while the cache opens (the caller cannot take them yet). */
   #held: Loss[] | undefined = [];
 
-  constructor(opts: { clock: Clock; logger: Logger; metrics?: CollectorMetrics; onLoss?: (loss: Loss) => void }) {
+  constructor(opts: { clock: Clock; logger: Logger; metrics?: CollectorMetrics; onLoss?: (loss: Loss) => void; sizeSetting?: string }) {
+    this.#sizeSetting = opts.sizeSetting ?? 'max_size';
     this.#clock = opts.clock;
     this.#log = opts.logger;
     this.#metrics = opts.metrics;
@@ -102,7 +105,7 @@ export class LossReporter {
       this.#incidents.set(reason, { startMs: now, lastDropMs: now, lastLogMs: now, count, fromSeq: first, toSeq: last });
       this.#log[reason === 'corrupt' ? 'error' : 'warn'](
         { reason, count, fromSeq: String(first), toSeq: String(last) },
-        reason === 'corrupt' ? 'cache records corrupt or undecryptable: skipped and removed' : `cache dropping oldest events (${reason === 'size' ? 'max_size' : 'max_age'})`,
+        reason === 'corrupt' ? 'cache records corrupt or undecryptable: skipped and removed' : `cache dropping oldest events (${reason === 'size' ? this.#sizeSetting : 'max_age'})`,
       );
       return;
     }

@@ -66,7 +66,7 @@ export class EventCache {
     this.#opts = opts;
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.logger ?? silentLogger;
-    this.#losses = new LossReporter({ clock: this.#clock, logger: this.#log, metrics: opts.metrics, onLoss: opts.onLoss });
+    this.#losses = new LossReporter({ clock: this.#clock, logger: this.#log, metrics: opts.metrics, onLoss: opts.onLoss, sizeSetting: opts.memory ? 'memory_max_size' : 'max_size' });
     this.#maxPending = opts.maxPendingBytes ?? 64 << 20;
     this.#tickets = new Tickets(this.#log);
     this.#db = db;
@@ -82,7 +82,7 @@ export class EventCache {
     const log = opts.logger ?? silentLogger;
     const { db, st, lost } = await openDatabase(opts, opts.clock ?? systemClock, log);
     const cache = new EventCache(opts, db, st.meta, st.oldest, st.newest);
-    log.info({ path: opts.path, epoch: st.meta.epoch, events: st.meta.events, bytes: st.meta.bytes, lastSeq: String(st.meta.lastSeq) }, 'cache opened');
+    log.info({ path: opts.memory ? '(in memory)' : opts.path, epoch: st.meta.epoch, events: st.meta.events, bytes: st.meta.bytes, lastSeq: String(st.meta.lastSeq) }, 'cache opened');
     cache.#losses.redeliver(lost ? st.meta.unreported.filter((l) => l !== lost) : st.meta.unreported);
     if (lost) cache.#losses.report([lost]);
     try {
@@ -450,8 +450,9 @@ export class EventCache {
       if (this.#closed) return false;
       const prev = this.#db;
       this.#db = undefined;
-      if (prev) await prev.close().catch((err: unknown) => this.#log.debug({ err }, 'cache close before reopen failed'));
-      const opened = await Rocks.openWritableOrReadOnly(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize });
+      // in memory there is nothing to reopen (and a reopen at opts.path would create a directory): retry on the same one
+      if (prev && !this.#opts.memory) await prev.close().catch((err: unknown) => this.#log.debug({ err }, 'cache close before reopen failed'));
+      const opened = this.#opts.memory && prev ? { db: prev, readOnly: false, error: undefined } : await Rocks.openWritableOrReadOnly(this.#opts.path, { writeBufferSize: this.#opts.writeBufferSize });
       this.#db = opened.db;
       this.#dbReadOnly = opened.readOnly;
       try {

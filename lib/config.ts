@@ -23,8 +23,19 @@ interface KeySpec {
   allowed?: readonly string[];
   /** Short command-line aliases (without the leading dashes). */
   flags?: readonly string[];
+  /** Bounds for int, size (bytes) and duration (ms) keys. */
   min?: number;
+  max?: number;
   help: string;
+}
+
+/** Why `n` is outside the key's bounds (in the key's own unit), or undefined. */
+function outOfBounds(spec: KeySpec, n: number, unit: string): string | undefined {
+  const lo = spec.min !== undefined && n < spec.min;
+  const hi = spec.max !== undefined && n > spec.max;
+  if (!lo && !hi) return undefined;
+  const parts = [spec.min !== undefined ? `at least ${spec.min}${unit}` : '', spec.max !== undefined ? `at most ${spec.max}${unit}` : ''].filter(Boolean);
+  return parts.join(' and ');
 }
 
 export const CONFIG_KEYS: readonly KeySpec[] = [
@@ -39,7 +50,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.gateway.tls.cert_file', kind: 'string', help: 'client certificate for mutual TLS' },
   { key: 'collector.gateway.tls.key_file', kind: 'string', help: 'client key for mutual TLS' },
   { key: 'collector.gateway.batch_size', kind: 'int', default: 512, min: 1, help: 'events per batch sent to the gateway (at most 10000)' },
-  { key: 'collector.gateway.batch_delay', kind: 'duration', default: '5ms', help: 'a partial batch of new events waits up to this long for more before it is sent (fewer, fuller batches; adds at most this much to delivery lag, never to the client; 0: send at once)' },
+  { key: 'collector.gateway.batch_delay', kind: 'duration', default: '5ms', max: 10_000, help: 'a partial batch of new events waits up to this long for more before it is sent (fewer, fuller batches; adds at most this much to delivery lag, never to the client; 0: send at once)' },
   { key: 'collector.gateway.failback_interval', kind: 'duration', default: '10s', help: 'how often a collector on a secondary gateway checks whether the primary is back' },
   { key: 'collector.gateway.ack_timeout', kind: 'duration', default: '30s', help: 'a batch not acknowledged within this long reopens the stream' },
   { key: 'collector.gateway.heartbeat_interval', kind: 'duration', default: '30s', help: 'an idle stream sends an empty batch this often, reporting the highest sequence number (the gateway then knows a deleted tail is missing)' },
@@ -51,7 +62,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.upstream_tls.ca_file', kind: 'string', flags: ['upstream-ca'], help: 'CA bundle for verify-full' },
   { key: 'collector.upstream_tls.server_name', kind: 'string', help: 'host name checked in verify-full (default: the upstream host)' },
   { key: 'collector.cache.enabled', kind: 'bool', default: true, help: 'keep events in the local write-ahead cache on disk; false: events wait for the gateway in memory only (memory_max_size), and a crash or restart loses what was not yet acknowledged' },
-  { key: 'collector.cache.memory_max_size', kind: 'size', default: '64MB', help: 'with enabled: false, the memory events may take while they wait for the gateway; the oldest are dropped (with a loss event) beyond it' },
+  { key: 'collector.cache.memory_max_size', kind: 'size', default: '16MB', min: 4096, help: 'with enabled: false, the sealed bytes of the events that wait for the gateway in memory (the process grows by about 6x this); the oldest are dropped (with a loss event) beyond it' },
   { key: 'collector.cache.path', kind: 'string', default: '/var/lib/dbaudit/cache', flags: ['cache-dir'], help: 'cache directory' },
   { key: 'collector.cache.max_size', kind: 'size', default: '10GB', help: 'oldest events are dropped beyond this size' },
   { key: 'collector.cache.max_age', kind: 'duration', default: '24h', help: 'events older than this are dropped' },
@@ -99,7 +110,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'gateway.replication.max_size', kind: 'size', default: '10GB', help: 'replication cache bound; oldest unreplicated events are dropped (and counted) beyond it' },
   { key: 'gateway.replication.max_age', kind: 'duration', default: '168h', help: 'unreplicated events older than this are dropped (0: keep)' },
   { key: 'gateway.replication.batch_size', kind: 'int', default: 512, min: 1, help: 'events per batch sent to the peer' },
-  { key: 'gateway.replication.batch_delay', kind: 'duration', default: '5ms', help: 'a partial batch waits up to this long for more events before it is sent to the peer (0: at once)' },
+  { key: 'gateway.replication.batch_delay', kind: 'duration', default: '5ms', max: 10_000, help: 'a partial batch waits up to this long for more events before it is sent to the peer (0: at once)' },
   { key: 'gateway.replication.rate_limit', kind: 'int', default: 10000, min: 1, help: 'events per second replayed to the peer after an outage' },
   { key: 'gateway.replication.retry.initial_delay', kind: 'duration', default: '1s', help: 'first retry delay toward the peer' },
   { key: 'gateway.replication.retry.max_delay', kind: 'duration', default: '30s', help: 'longest retry delay toward the peer' },
@@ -224,11 +235,15 @@ function coerce(spec: KeySpec, raw: unknown): unknown {
     case 'size': {
       const n = typeof raw === 'string' || typeof raw === 'number' ? parseSize(raw) : undefined;
       if (n === undefined) throw configError(key, raw, 'a size such as 512MB, 10GB or a number of bytes');
+      const bad = outOfBounds(spec, n, ' bytes');
+      if (bad) throw configError(key, raw, `a size of ${bad}`);
       return n;
     }
     case 'duration': {
       const n = typeof raw === 'string' || typeof raw === 'number' ? parseDuration(raw) : undefined;
       if (n === undefined) throw configError(key, raw, 'a duration such as 250ms, 1s, 5m, 24h');
+      const bad = outOfBounds(spec, n, 'ms');
+      if (bad) throw configError(key, raw, `a duration of ${bad}`);
       return n;
     }
     case 'list': {

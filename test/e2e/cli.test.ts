@@ -24,6 +24,11 @@ describe('the dbaudit command', () => {
     assert.match(u.stderr, /unknown argument "--no-such-flag"/);
     const k = await dbaudit(['nope']);
     assert.equal(k.code, 2);
+    // bounded keys: a batch_delay past what a timer holds, a memory bound of nothing
+    const d = await dbaudit(['proxy', '--collector.gateway.batch_delay', '30d']);
+    assert.equal(d.stderr.trim(), 'dbaudit: config collector.gateway.batch_delay: invalid value "30d"; expected a duration of at most 10000ms');
+    const m = await dbaudit(['proxy', '--collector.cache.memory_max_size', '0']);
+    assert.equal(m.stderr.trim(), 'dbaudit: config collector.cache.memory_max_size: invalid value "0"; expected a size of at least 4096 bytes');
   });
 
   test('a listen port already in use (EADDRINUSE) or an address not of this host: one line naming the key and the address, exit 1, no stack', async () => {

@@ -37,7 +37,13 @@ export async function startStack(upstream: string, overrides: Record<string, unk
   }).config;
   const gateway = await startGateway({ config: gwConfig, logger: silentLogger, metrics: new GatewayMetrics({ defaultMetrics: false }) });
   const cacheDir = join(dir.dir, 'cache');
-  const { config } = loadConfig({
+  // a collector that cannot start must not leave the gateway holding the test process open
+  const fail = async (err: unknown): Promise<never> => {
+    await gateway.close();
+    dir.remove();
+    throw err;
+  };
+  const { config } = await Promise.resolve().then(() => loadConfig({
     argv: [],
     env: {},
     scope: 'collector',
@@ -53,8 +59,8 @@ export async function startStack(upstream: string, overrides: Record<string, unk
       'log.level': 'silent',
       ...overrides,
     },
-  });
-  const collector = await startCollector({ config, logger: silentLogger, env: { DBAUDIT_CACHE_KEY: TEST_CACHE_KEY }, metrics: new CollectorMetrics({ defaultMetrics: false }) });
+  })).catch(fail);
+  const collector = await startCollector({ config, logger: silentLogger, env: { DBAUDIT_CACHE_KEY: TEST_CACHE_KEY }, metrics: new CollectorMetrics({ defaultMetrics: false }) }).catch(fail);
   const [proxyHost, port] = collector.address.split(':');
   const events = async (filter: Partial<SearchFilter> = {}): Promise<AuditEvent[]> => {
     const found = await gateway.store.search({ limit: 10_000, ...filter });
