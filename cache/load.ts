@@ -91,14 +91,13 @@ async function refuseUnknownKey(db: Rocks, lowSeq: bigint, opts: CacheOptions, w
 /** Records the collector id the epoch belongs to, or refuses a cache that belongs to another. */
 async function claimOwner(db: Rocks, meta: Meta, opts: CacheOptions, where: string): Promise<void> {
   if (opts.owner === undefined) return;
-  const held = await db.get(OWNER_KEY);
-  // a cache that has committed nothing in its epoch yet can change hands: no seq to continue
-  if (held === undefined || (meta.lastSeq === 0n && held.toString('utf8') !== opts.owner)) {
+  const owner = (await db.get(OWNER_KEY))?.toString('utf8');
+  if (owner === opts.owner) return;
+  // unclaimed, or nothing committed in its epoch yet (no seq to continue): it can change hands
+  if (owner === undefined || meta.lastSeq === 0n) {
     await db.write([{ type: 'put', key: OWNER_KEY, value: Buffer.from(opts.owner, 'utf8') }], true);
     return;
   }
-  const owner = held.toString('utf8');
-  if (owner === opts.owner) return;
   throw new AuditError(
     ErrorCode.Config,
     `${where}: belongs to collector ${JSON.stringify(owner)} (epoch ${meta.epoch}, ${meta.events} events waiting, up to seq ${meta.lastSeq}), not ${JSON.stringify(opts.owner)}: ` +

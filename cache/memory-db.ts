@@ -9,8 +9,9 @@
  * Keys are held as latin1 strings: one character per byte, so JavaScript's
  * string order is the keys' byte order. A sorted array of keys serves
  * ranges; a Map holds the values. Deleted keys stay in the array (skipped)
- * until they outnumber the live ones, so deleting the oldest records, which
- * is what a cache mostly does, costs no array shifting. Iterators are live,
+ * until they outnumber the live ones or seeks have walked over as many, so
+ * deleting the oldest records, which is what a cache mostly does, costs no
+ * array shifting; deleted keys at the end go at once. Iterators are live,
  * not snapshots: they resume after the last key they returned, so a write
  * between two steps is seen or not according to its key's place.
  * @internal
@@ -25,7 +26,6 @@ interface MemOp {
   key: Buffer;
   value?: Buffer;
 }
-
 
 const latin1 = (b: Buffer): string => b.toString('latin1');
 

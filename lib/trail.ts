@@ -251,6 +251,24 @@ export class ChainMaker {
   }
 }
 
+/** Looks a key up for its role: a collector's trail key (a chain hash, a head) or a seal key (a seal, a retention record). */
+type KeyLookup = (keys: TrailKeys, id: string) => { key?: Buffer; refused?: string };
+const sealLookup: KeyLookup = (keys, id) => keys.forSeal(id);
+const trailLookup = (collectorId: string): KeyLookup => (keys, id) => keys.forTrail(id, collectorId);
+
+/**
+ * The key `id` names, taken in its role; else the verdict: a finding when the
+ * key is refused for that role or unknown among the keys given, "unchecked"
+ * when no keys were given. `made` says how the item was made with it ("is
+ * hashed with"), `named` how the key is named in the message ("trail key").
+ */
+function keyFor(keys: TrailKeys | undefined, lookup: KeyLookup, id: string, made: string, named: string, unknownNote = ''): { key: Buffer } | { problem?: string; unchecked?: boolean } {
+  const found = keys ? lookup(keys, id) : {};
+  if (found.refused) return { problem: `${made} ${found.refused}` };
+  if (found.key) return { key: found.key };
+  return keys && keys.size > 0 ? { problem: `${made} ${named} ${id}, which is not among the known keys${unknownNote}` } : { unchecked: true };
+}
+
 /** Why one stored event fails its own check, or undefined when its chain hash is right. */
 export function checkChainHash(raw: Uint8Array, keyId: string, collectorId: string, keys: TrailKeys | undefined, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
   const split = splitChainHash(raw);
@@ -259,11 +277,9 @@ export function checkChainHash(raw: Uint8Array, keyId: string, collectorId: stri
     if (requireKeyed) return { problem: 'is not keyed (bare SHA-256) where a trail key is required' };
     return same(chainHashOf(undefined, split.body), split.hash) ? {} : { problem: 'chain hash does not match its content (modified)' };
   }
-  const found = keys?.forTrail(keyId, collectorId) ?? {};
-  if (found.refused) return { problem: `is hashed with ${found.refused}` };
-  const key = found.key;
-  if (!key) return keys && keys.size > 0 ? { problem: `is hashed with trail key ${keyId}, which is not among the known keys (forged, or a key missing here)` } : { unchecked: true };
-  return same(chainHashOf(key, split.body), split.hash) ? {} : { problem: 'chain hash does not match its content (modified or forged without the key)' };
+  const k = keyFor(keys, trailLookup(collectorId), keyId, 'is hashed with', 'trail key', ' (forged, or a key missing here)');
+  if (!('key' in k)) return k;
+  return same(chainHashOf(k.key, split.body), split.hash) ? {} : { problem: 'chain hash does not match its content (modified or forged without the key)' };
 }
 
 // ---- attestations: a reported head, a retention drop ----------------------
@@ -293,26 +309,21 @@ export function attestDrop(key: TrailKey | undefined, collectorId: string, epoch
   return attest(key, dropStatement(collectorId, epoch, r));
 }
 
-/** Looks a key up for its role: a collector's trail key (a head) or a seal key (a retention record, a seal). */
-type KeyLookup = (keys: TrailKeys, id: string) => { key?: Buffer; refused?: string };
-const sealLookup: KeyLookup = (keys, id) => keys.forSeal(id);
-
 function checkAttested(a: Attested, statement: string, keys: TrailKeys | undefined, lookup: KeyLookup, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
   if (a.mac.length === 0) return { problem: 'carries no attestation' };
   let key: Buffer | undefined;
   if (a.keyId === '') {
     if (requireKeyed) return { problem: 'is not keyed where a key is required' };
   } else {
-    const found = keys ? lookup(keys, a.keyId) : {};
-    if (found.refused) return { problem: `is attested with ${found.refused}` };
-    key = found.key;
-    if (!key) return keys && keys.size > 0 ? { problem: `is attested with key ${a.keyId}, which is not among the known keys` } : { unchecked: true };
+    const k = keyFor(keys, lookup, a.keyId, 'is attested with', 'key');
+    if (!('key' in k)) return k;
+    key = k.key;
   }
   return same(chainHashOf(key, Buffer.from(statement, 'utf8')), a.mac) ? {} : { problem: 'attestation does not match (altered)' };
 }
 
 export function checkHead(a: Attested, collectorId: string, epoch: string, seq: bigint, keys: TrailKeys | undefined, requireKeyed: boolean): { problem?: string; unchecked?: boolean } {
-  return checkAttested(a, headStatement(collectorId, epoch, seq), keys, (k, id) => k.forTrail(id, collectorId), requireKeyed);
+  return checkAttested(a, headStatement(collectorId, epoch, seq), keys, trailLookup(collectorId), requireKeyed);
 }
 
 // ---- seals of stored rows -------------------------------------------------
@@ -354,10 +365,9 @@ export function checkSeal(s: Seal, keys: TrailKeys | undefined, requireKeyed: bo
   if (s.keyId === '') {
     if (requireKeyed) return { problem: 'is not keyed where a seal key is required' };
   } else {
-    const found = keys?.forSeal(s.keyId) ?? {};
-    if (found.refused) return { problem: `is made with ${found.refused}` };
-    key = found.key;
-    if (!key) return keys && keys.size > 0 ? { problem: `is made with seal key ${s.keyId}, which is not among the known keys` } : { unchecked: true };
+    const k = keyFor(keys, sealLookup, s.keyId, 'is made with', 'seal key');
+    if (!('key' in k)) return k;
+    key = k.key;
   }
   return same(chainHashOf(key, sealInput(s)), s.mac) ? {} : { problem: 'MAC does not match its entries (seal modified)' };
 }

@@ -11,7 +11,7 @@ import { CollectorMetrics, GatewayMetrics } from '../../lib/metrics.js';
 import { startGateway, type GatewayHandle } from '../../gateway/server.js';
 import { EventKind, makeEvent, newSessionMeta } from '../../proxy/events.js';
 import { EventPipeline } from '../../proxy/pipeline.js';
-import { Shipper } from '../../proxy/shipper.js';
+import { Shipper, type ShipperOptions } from '../../proxy/shipper.js';
 import { freePort, makeTempDir } from '../harness/index.js';
 
 const dir = makeTempDir('replay');
@@ -19,11 +19,59 @@ after(() => dir.remove());
 
 const RATE = 100;
 
-async function gatewayOn(port: number, name: string): Promise<{ gw: GatewayHandle; arrivals: bigint[] }> {
+/** A gateway on `port`: the seqs it stored, in order, and the same grouped as stored (one array a batch). */
+async function gatewayOn(port: number, name: string): Promise<{ gw: GatewayHandle; arrivals: bigint[]; batches: bigint[][] }> {
   const arrivals: bigint[] = [];
+  const batches: bigint[][] = [];
   const { config } = loadConfig({ argv: [], env: {}, scope: 'gateway', defaults: { 'gateway.listen': `127.0.0.1:${port}`, 'gateway.data_dir': join(dir.dir, name), 'log.level': 'silent' } });
-  const gw = await startGateway({ config, logger: silentLogger, metrics: new GatewayMetrics({ defaultMetrics: false }), onStored: (evs) => arrivals.push(...evs.map((e) => e.seq)) });
-  return { gw, arrivals };
+  const onStored = (evs: { seq: bigint }[]): void => {
+    const seqs = evs.map((e) => e.seq);
+    arrivals.push(...seqs);
+    batches.push(seqs);
+  };
+  const gw = await startGateway({ config, logger: silentLogger, metrics: new GatewayMetrics({ defaultMetrics: false }), onStored });
+  return { gw, arrivals, batches };
+}
+
+/** A cache, a shipper toward `port` and the pipeline that feeds them, on a stopped clock; `offer(n)` makes n statement events. */
+async function collectorOn(port: number, name: string, ship: Pick<ShipperOptions, 'syncRate' | 'syncOrder'> & Partial<ShipperOptions>) {
+  const clock = new ManualClock();
+  const metrics = new CollectorMetrics({ defaultMetrics: false });
+  const cache = await EventCache.open({ path: join(dir.dir, `cache-${name}`), maxBytes: 64 << 20, maxAgeMs: 0, keyring: new Keyring(randomBytes(32)), commitIntervalMs: 0, logger: silentLogger, metrics, clock });
+  const shipper = (over: Partial<ShipperOptions> = {}): Shipper =>
+    new Shipper({
+      cache,
+      collectorId: name,
+      endpoints: [`127.0.0.1:${port}`],
+      retry: { maxAttempts: 3, initialDelayMs: 20, maxDelayMs: 50, multiplier: 2 },
+      batchSize: 10,
+      clock,
+      logger: silentLogger,
+      metrics,
+      ...ship,
+      ...over,
+    });
+  let current: Shipper | undefined;
+  const pipeline = new EventPipeline({ cache, collectorId: name, clock, logger: silentLogger, metrics, onCacheFailure: 'forward', onDurable: () => current?.notify() });
+  const meta = newSessionMeta('postgres', '127.0.0.1:1', '127.0.0.1:2', clock.now());
+  return {
+    clock,
+    cache,
+    /** Stops the current shipper, if any, and starts a new one with `over`. */
+    async ship(over: Partial<ShipperOptions> = {}): Promise<Shipper> {
+      await current?.stop();
+      current = shipper(over);
+      current.start();
+      return current;
+    },
+    offer(n: number): void {
+      for (let i = 0; i < n; i++) pipeline.offer(makeEvent(EventKind.Statement, meta, clock.now()));
+    },
+    async close(): Promise<void> {
+      await current?.stop();
+      await cache.close();
+    },
+  };
 }
 
 async function until(what: string, pred: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
@@ -37,29 +85,10 @@ async function until(what: string, pred: () => boolean | Promise<boolean>, ms = 
 for (const order of ['newest_first', 'oldest_first'] as const) {
   describe(`backlog replay after an outage: ${order}`, () => {
     test(`replays at sync.rate_limit in ${order} order while live events go first`, async () => {
-      const clock = new ManualClock();
       const port = await freePort();
-      const metrics = new CollectorMetrics({ defaultMetrics: false });
-      const cache = await EventCache.open({ path: join(dir.dir, `cache-${order}`), maxBytes: 64 << 20, maxAgeMs: 0, keyring: new Keyring(randomBytes(32)), commitIntervalMs: 0, logger: silentLogger, metrics, clock });
-      const shipper = new Shipper({
-        cache,
-        collectorId: 'replay',
-        endpoints: [`127.0.0.1:${port}`],
-        retry: { maxAttempts: 3, initialDelayMs: 20, maxDelayMs: 50, multiplier: 2 },
-        batchSize: 10,
-        syncRate: RATE,
-        syncOrder: order,
-        clock,
-        logger: silentLogger,
-        metrics,
-      });
-      const pipeline = new EventPipeline({ cache, collectorId: 'replay', clock, logger: silentLogger, metrics, onCacheFailure: 'forward', onDurable: () => shipper.notify() });
-      const meta = newSessionMeta('postgres', '127.0.0.1:1', '127.0.0.1:2', clock.now());
-      const offer = (n: number): void => {
-        for (let i = 0; i < n; i++) pipeline.offer(makeEvent(EventKind.Statement, meta, clock.now()));
-      };
+      const { clock, cache, ship, offer, close } = await collectorOn(port, `replay-${order}`, { syncRate: RATE, syncOrder: order });
       // The gateway is down: 300 events pile up in the cache.
-      shipper.start();
+      await ship();
       offer(300);
       await cache.flush();
       assert.equal(cache.stats().events, 300);
@@ -87,8 +116,7 @@ for (const order of ['newest_first', 'oldest_first'] as const) {
         assert.deepEqual(backlog, order === 'newest_first' ? range(300, 1) : range(1, 300));
         await until('the cache emptied', () => cache.stats().events === 0);
       } finally {
-        await shipper.stop();
-        await cache.close();
+        await close();
         await gw.close();
       }
     });
@@ -104,38 +132,16 @@ function range(from: number, to: number): bigint[] {
 
 describe('collector.gateway.batch_delay', () => {
   test('a partial batch waits for more events up to batch_delay, a full batch goes at once', async () => {
-    const clock = new ManualClock();
     const port = await freePort();
-    const metrics = new CollectorMetrics({ defaultMetrics: false });
-    const cache = await EventCache.open({ path: join(dir.dir, 'cache-linger'), maxBytes: 64 << 20, maxAgeMs: 0, keyring: new Keyring(randomBytes(32)), commitIntervalMs: 0, logger: silentLogger, metrics, clock });
-    const batches: bigint[][] = [];
-    const { config } = loadConfig({ argv: [], env: {}, scope: 'gateway', defaults: { 'gateway.listen': `127.0.0.1:${port}`, 'gateway.data_dir': join(dir.dir, 'gw-linger'), 'log.level': 'silent' } });
-    const gw = await startGateway({ config, logger: silentLogger, metrics: new GatewayMetrics({ defaultMetrics: false }), onStored: (evs) => void batches.push(evs.map((e) => e.seq)) });
-    let shipper: Shipper | undefined;
+    const c = await collectorOn(port, 'linger', { syncRate: 1_000_000, syncOrder: 'oldest_first' });
+    const { gw, batches } = await gatewayOn(port, 'gw-linger');
     const ship = async (batchDelayMs: number): Promise<void> => {
-      await shipper?.stop();
-      const s = new Shipper({
-        cache,
-        collectorId: 'linger',
-        endpoints: [`127.0.0.1:${port}`],
-        retry: { maxAttempts: 3, initialDelayMs: 20, maxDelayMs: 50, multiplier: 2 },
-        batchSize: 10,
-        batchDelayMs,
-        syncRate: 1_000_000,
-        syncOrder: 'oldest_first',
-        clock,
-        logger: silentLogger,
-        metrics,
-      });
-      shipper = s;
-      s.start();
+      const s = await c.ship({ batchDelayMs });
       await until('connected', () => s.connected);
     };
-    const pipeline = new EventPipeline({ cache, collectorId: 'linger', clock, logger: silentLogger, metrics, onCacheFailure: 'forward', onDurable: () => shipper?.notify() });
-    const meta = newSessionMeta('postgres', '127.0.0.1:1', '127.0.0.1:2', clock.now());
     const offer = async (n: number): Promise<void> => {
-      for (let i = 0; i < n; i++) pipeline.offer(makeEvent(EventKind.Statement, meta, clock.now()));
-      await cache.flush();
+      c.offer(n);
+      await c.cache.flush();
     };
     try {
       // three events, then two more 100 ms later: nothing leaves before the delay, then all five in one batch
@@ -149,7 +155,7 @@ describe('collector.gateway.batch_delay', () => {
       await until('the lingering batch', () => batches.length === 1);
       assert.ok(performance.now() - t0 >= 400, 'not before batch_delay');
       assert.deepEqual(batches[0], range(1, 5));
-      await until('the cache emptied', () => cache.stats().events === 0);
+      await until('the cache emptied', () => c.cache.stats().events === 0);
 
       // with a delay longer than the test, a partial batch stays; filling it to batch_size sends it
       await ship(600_000);
@@ -159,10 +165,9 @@ describe('collector.gateway.batch_delay', () => {
       await offer(6);
       await until('the full batch', () => batches.length === 2);
       assert.deepEqual(batches[1], range(6, 15));
-      await until('the cache emptied', () => cache.stats().events === 0);
+      await until('the cache emptied', () => c.cache.stats().events === 0);
     } finally {
-      await shipper?.stop();
-      await cache.close();
+      await c.close();
       await gw.close();
     }
   });
