@@ -66,3 +66,82 @@ describe('RecentRecords: acknowledgements answered from memory', () => {
     assert.deepEqual(r.edge(6n, false), { edge: undefined });
   });
 });
+
+describe('RecentRecords: scans and edges agree with a plain model', () => {
+  // A seeded random walk of commits (some records evicted at once, some older
+  // ones evicted with the commit), acknowledgements in and out of order, and
+  // now and then a commit below the highest seq held (which no cache does,
+  // but the class must still answer right). Every scan and edge is checked
+  // against a sorted filter over the records the model holds.
+  it('over 20,000 random operations', () => {
+    let state = 0x2f6e2b1;
+    const rnd = (n: number): number => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state % n;
+    };
+    const r = new RecentRecords(1 << 30);
+    const held = new Map<bigint, number>();
+    let next = 1n;
+    let from: bigint | undefined;
+    let emptied = 0;
+    const commit = (list: bigint[]): void => {
+      const batch = list.map((s) => rec(Number(s)));
+      for (const p of batch) r.appended(p.seq, Buffer.alloc(1));
+      const kept = batch.filter(() => rnd(10) > 0);
+      const present = [...held.keys()];
+      const evicted = rnd(8) === 0 ? present.slice(0, rnd(4)) : [];
+      r.committed(batch, kept, evicted, next - 1n);
+      from ??= next;
+      for (const k of kept) held.set(k.seq, Number(k.seq));
+      for (const e of evicted) held.delete(e);
+    };
+    for (let op = 0; op < 20_000; op++) {
+      const roll = rnd(100);
+      if (roll < 30) {
+        const n = 1 + rnd(20);
+        const list: bigint[] = [];
+        for (let i = 0; i < n; i++) list.push(next++);
+        commit(list);
+      } else if (roll < 31 && held.size > 0) {
+        const below = [...held.keys()][0] - 1n;
+        if (below >= (from ?? 1n) && !held.has(below)) commit([below]);
+      } else if (roll < 55 && held.size > 0) {
+        const keys = [...held.keys()].sort((a, b) => (a < b ? -1 : 1));
+        const pick = rnd(10);
+        const gone = pick === 0 ? keys : pick < 6 ? keys.slice(0, 1 + rnd(15)) : keys.filter(() => rnd(4) === 0);
+        r.removed(gone);
+        for (const g of gone) held.delete(g);
+        if (held.size === 0) emptied++;
+      } else if (roll < 95) {
+        const order = rnd(2) === 0 ? 'oldest_first' : 'newest_first';
+        const afterSeq = rnd(3) === 0 ? undefined : BigInt(rnd(Number(next) + 2));
+        const beforeSeq = rnd(3) === 0 ? undefined : BigInt(rnd(Number(next) + 5));
+        const limit = rnd(30);
+        const lowSeq = BigInt(1 + rnd(3));
+        const got = r.scan({ order, afterSeq, beforeSeq, limit }, lowSeq);
+        let lo = afterSeq !== undefined ? afterSeq + 1n : 1n;
+        if (lo < lowSeq) lo = lowSeq;
+        if (from === undefined || lo < from) {
+          assert.equal(got, undefined, `op ${op}: scan below coverage`);
+          continue;
+        }
+        const want = [...held.keys()].filter((s) => s >= lo && (beforeSeq === undefined || s < beforeSeq)).sort((a, b) => (a < b ? -1 : 1));
+        if (order === 'newest_first') want.reverse();
+        assert.deepEqual(seqs(got), want.slice(0, limit).map(Number), `op ${op}: ${order} after ${afterSeq} before ${beforeSeq} limit ${limit}`);
+      } else if (from !== undefined) {
+        const sorted = [...held.keys()].sort((a, b) => (a < b ? -1 : 1));
+        for (const newest of [false, true]) {
+          const got = r.edge(from, newest);
+          if (got === undefined) {
+            assert.ok(held.size > 4096, `op ${op}: only a large unordered map may decline an edge`);
+            continue;
+          }
+          const e = newest ? sorted[sorted.length - 1] : sorted[0];
+          assert.deepEqual(got, { edge: e === undefined ? undefined : { seq: e, timeMs: Number(e) } }, `op ${op}: edge newest=${newest}`);
+        }
+      }
+      assert.equal(r.size, held.size);
+    }
+    assert.ok(emptied > 100, `the walk emptied the records ${emptied} times (each starts the ordered path again)`);
+  });
+});

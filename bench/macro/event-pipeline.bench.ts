@@ -29,7 +29,7 @@ interface Result {
   gatewayCpu: number;
 }
 
-async function pump(gateway: string, cacheDir: string, durability: 'fsync' | 'write', target: number, gwPid: number): Promise<Result> {
+async function pump(gateway: string, cacheDir: string, durability: 'fsync' | 'write', target: number, gwPid: number, batchSize: number): Promise<Result> {
   const f = loadFixture('postgres', 'pgbench-tpcb');
   const arrivals = [...f.arrivals()];
   const metrics = new CollectorMetrics({ defaultMetrics: false });
@@ -39,7 +39,7 @@ async function pump(gateway: string, cacheDir: string, durability: 'fsync' | 'wr
     collectorId: 'bench',
     endpoints: [gateway],
     retry: { maxAttempts: 10, initialDelayMs: 100, maxDelayMs: 1000, multiplier: 2 },
-    batchSize: 1000,
+    batchSize,
     failbackIntervalMs: 30_000,
     ackTimeoutMs: 30_000,
     syncRate: 1_000_000,
@@ -84,6 +84,7 @@ export const eventPipeline: Benchmark = {
   description: 'events/s from decoder to the gateway store: tracker → encode → AES-GCM → RocksDB group commit → gRPC → gateway store → ack',
   async run(o: BenchOptions): Promise<Table[]> {
     const target = o.smoke ? 2_000 : envNumber('BENCH_PIPELINE_EVENTS', 50_000);
+    const batchSize = envNumber('BENCH_PIPELINE_BATCH', 1000);
     const stores = o.smoke ? ['embedded'] : envList('BENCH_PIPELINE_STORES', ['embedded', 'postgres']);
     const dir = makeTempDir('dbaudit-bench-pipeline-');
     const rows: Cell[][] = [];
@@ -100,7 +101,7 @@ export const eventPipeline: Benchmark = {
           o.log(`${store} store, cache durability ${durability}, ${target} events`);
           const gw: Proc = await startGatewayProc(join(dir.dir, `gw-${store}-${durability}`), spec);
           try {
-            const r = await pump(`127.0.0.1:${gw.port}`, join(dir.dir, `cache-${store}-${durability}`), durability, target, gw.pid);
+            const r = await pump(`127.0.0.1:${gw.port}`, join(dir.dir, `cache-${store}-${durability}`), durability, target, gw.pid, batchSize);
             rows.push([`${store} store, cache ${durability}`, r.events, r.seconds, r.events / r.seconds, (r.collectorCpu / r.events) * 1e6, (r.gatewayCpu / r.events) * 1e6]);
           } finally {
             await gw.stop();
@@ -117,7 +118,7 @@ export const eventPipeline: Benchmark = {
         columns: ['store, durability', 'events', 'seconds', 'events/s', 'collector CPU µs/event', 'gateway CPU µs/event'],
         rows,
         notes: [
-          `pgbench TPC-B capture replayed through the PostgreSQL tracker until ${target} events (BENCH_PIPELINE_EVENTS), at most 20 000 in flight; the collector side runs in the bench process, the gateway is a separate dbaudit gateway process.`,
+          `pgbench TPC-B capture replayed through the PostgreSQL tracker until ${target} events (BENCH_PIPELINE_EVENTS), at most 20 000 in flight, batches of at most ${batchSize} events (BENCH_PIPELINE_BATCH); the collector side runs in the bench process, the gateway is a separate dbaudit gateway process.`,
           'events/s counts from the first event to the last acknowledgement (the gateway acks after its store write).',
         ],
       },
