@@ -27,8 +27,22 @@ export function cpuSeconds(pid: number): number {
 
 /** Resident set size of a process, in bytes. */
 export function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
+  return rssParts(pid).rss;
+}
+
+/**
+ * VmRSS and its two main parts from /proc/<pid>/status: anonymous pages
+ * (heaps, buffers: what the process itself allocated) and file-backed pages
+ * (the mapped executable and libraries, shared with every process mapping
+ * them and dropped under memory pressure). Bytes; NaN when not reported.
+ */
+export function rssParts(pid: number): { rss: number; anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string): number => {
+    const m = new RegExp(`${name}:\\s+(\\d+) kB`).exec(status);
+    return m ? Number(m[1]) * 1024 : NaN;
+  };
+  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
 }
 
 export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
@@ -104,7 +118,7 @@ async function withPort(start: (port: number) => Promise<Proc>): Promise<Proc> {
 }
 
 export function startPipe(upHost: string, upPort: number): Promise<Proc> {
-  return withPort((port) => startProc('pipe', ['--import', 'tsx', join(ROOT, 'bench', 'macro', 'pipe-proxy.ts'), String(port), upHost, String(upPort)], port));
+  return withPort((port) => startProc('pipe', [join(ROOT, 'bench', 'macro', 'pipe-proxy.mjs'), String(port), upHost, String(upPort)], port));
 }
 
 export function startGatewayProc(dataDir: string, store = 'embedded'): Promise<Proc> {

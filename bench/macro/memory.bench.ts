@@ -2,17 +2,44 @@
  * dbaudit's resident memory: with 1 000 idle PostgreSQL sessions, and with
  * 100 sessions streaming large results to clients that read slowly (the
  * backpressure check: RSS must stay flat while gigabytes wait upstream).
+ * The idle sessions are also opened, one process after the other, through
+ * a bare Node pipe and pgbouncer, with each process's RSS split into
+ * anonymous and file-backed pages: what any Node proxy pays before it does
+ * anything, measured in the same run.
  */
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { makeTempDir, startPostgres, type PgServer } from '../../test/harness/index.js';
-import { rssBytes, startDbaudit, startGatewayProc, type Proc } from '../lib/procs.js';
+import { makeTempDir, startPgbouncer, startPostgres, type PgServer } from '../../test/harness/index.js';
+import { rssBytes, rssParts, startDbaudit, startGatewayProc, startPipe, type Proc } from '../lib/procs.js';
 import { openSession, query } from '../lib/raw-pg.js';
 import type { BenchOptions, Benchmark, Cell, Table } from '../lib/report.js';
 import { envNumber } from '../lib/stats.js';
 
 const MB = 2 ** 20;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Opens `n` idle sessions through `port`, 50 at a time. */
+async function openIdle(port: number, n: number): Promise<Socket[]> {
+  const out: Socket[] = [];
+  for (let i = 0; i < n; i += 50) out.push(...(await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => openSession(port, 'postgres', 'postgres')))));
+  return out;
+}
+
+/**
+ * RSS of `pid` before, with `n` idle sessions through `port`, and after they
+ * closed; `row` is the by-process table's row (split into anonymous and
+ * file-backed pages).
+ */
+async function idleRound(name: string, pid: number, port: number, n: number): Promise<{ before: number; held: number; after: number; row: Cell[] }> {
+  const before = rssParts(pid);
+  const sockets = await openIdle(port, n);
+  await sleep(1000);
+  const held = rssParts(pid);
+  for (const s of sockets) s.destroy();
+  await sleep(1500); // let the process settle and PostgreSQL's backends exit before the next process opens its own
+  const row = [name, before.rss / MB, before.anon / MB, before.file / MB, held.rss / MB, held.anon / MB, held.file / MB, ((held.rss - before.rss) / n / 1024).toFixed(1)];
+  return { before: before.rss, held: held.rss, after: rssBytes(pid), row };
+}
 
 export const memoryBench: Benchmark = {
   name: 'memory',
@@ -28,25 +55,31 @@ export const memoryBench: Benchmark = {
     const rows: Cell[][] = [];
     try {
       pg = await startPostgres({ settings: { max_connections: String(idle + slow + 50) } });
+      const byProcess: Cell[][] = [];
+      const pipe = await startPipe(pg.host, pg.port);
+      procs.push(pipe);
+      o.log(`${idle} idle sessions through a bare Node pipe`);
+      byProcess.push((await idleRound('node pipe', pipe.pid, pipe.port, idle)).row);
+      await pipe.stop();
+      const bouncer = await startPgbouncer({ host: pg.host, port: pg.port }, { maxClientConn: idle + 50, defaultPoolSize: idle + 10 });
+      try {
+        o.log(`${idle} idle sessions through pgbouncer`);
+        byProcess.push((await idleRound('pgbouncer session', bouncer.pid, bouncer.port, idle)).row);
+      } finally {
+        await bouncer.dispose();
+      }
       const gw = await startGatewayProc(join(dir.dir, 'gateway'));
       procs.push(gw);
       const p = await startDbaudit({ protocol: 'postgres', upstream: `${pg.host}:${pg.port}`, gateway: `127.0.0.1:${gw.port}`, cacheDir: join(dir.dir, 'cache'), durability: 'fsync' });
       procs.push(p);
       await sleep(500);
-      const base = rssBytes(p.pid);
+      o.log(`${idle} idle sessions through dbaudit`);
+      const d = await idleRound('dbaudit fsync', p.pid, p.port, idle);
+      byProcess.push(d.row);
+      const base = d.before;
       rows.push(['started, no sessions', 0, base / MB, '', '']);
-      o.log(`opening ${idle} idle sessions`);
-      for (let i = 0; i < idle; i += 50) {
-        const batch = await Promise.all(Array.from({ length: Math.min(50, idle - i) }, () => openSession(p.port, 'postgres', 'postgres')));
-        sockets.push(...batch);
-      }
-      await sleep(1000);
-      const idleRss = rssBytes(p.pid);
-      rows.push([`${idle} idle sessions`, idle, idleRss / MB, (idleRss - base) / MB, ((idleRss - base) / idle / 1024).toFixed(1)]);
-      for (const s of sockets.splice(0)) s.destroy();
-      await sleep(1500);
-      const after = rssBytes(p.pid);
-      rows.push(['idle sessions closed', 0, after / MB, (after - base) / MB, '']);
+      rows.push([`${idle} idle sessions`, idle, d.held / MB, (d.held - base) / MB, ((d.held - base) / idle / 1024).toFixed(1)]);
+      rows.push(['idle sessions closed', 0, d.after / MB, (d.after - base) / MB, '']);
 
       // Slow readers: each asks for ~perClient MB and reads about 1 MB/s.
       const rowsPerQuery = o.smoke ? 2_000 : 100_000; // ~1 kB a row
@@ -87,6 +120,15 @@ export const memoryBench: Benchmark = {
           notes: [
             `idle: ${idle} real PostgreSQL sessions (trust auth, raw client) through the proxy (BENCH_IDLE_CONNECTIONS).`,
             `slow readers: ${slow} sessions (BENCH_SLOW_READERS) each SELECTing ${rowsPerQuery.toLocaleString('en-US')} rows of ~1 kB (${upstreamTotal.toFixed(0)} MB in all) while reading one chunk per 60 ms; RSS sampled every 500 ms for ${slowSeconds} s (BENCH_SLOW_SECONDS). Flat = the last row near 0.`,
+          ],
+        },
+        {
+          title: `RSS with ${idle} idle sessions, by process (anonymous + file-backed pages)`,
+          columns: ['process', 'started MB', 'anon MB', 'file MB', `${idle} idle MB`, 'anon MB', 'file MB', 'kB / session'],
+          rows: byProcess,
+          notes: [
+            'One process after the other against the same PostgreSQL; each row opens the sessions, waits 1 s, reads /proc/<pid>/status (VmRSS = RssAnon + RssFile + RssShmem), closes them.',
+            'file-backed pages are the mapped executable and shared libraries (node itself, the RocksDB addon): shared with other processes mapping them and reclaimable; anon is what the process allocated.',
           ],
         },
       ];

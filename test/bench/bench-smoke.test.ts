@@ -9,7 +9,7 @@ const NEEDS: Record<string, ServerName[]> = {
   'pg-parse': [],
   'mysql-parse': [],
   'event-pipeline': ['postgres'],
-  memory: ['postgres'],
+  memory: ['postgres', 'pgbouncer'],
   pgbench: ['postgres', 'pgbench', 'pgbouncer'],
   sysbench: ['mariadb', 'sysbench'],
 };

@@ -1,14 +1,16 @@
 /**
  * The baseline Node proxy: a bare TCP pipe, no parsing. Separate process,
  * so its CPU can be read from /proc.
- *   node bench/macro/pipe-proxy.ts LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT
+ *   node bench/macro/pipe-proxy.mjs LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT
+ * Plain JavaScript, started without tsx, so that its memory and CPU are a
+ * bare Node process's (tsx's loader adds a second V8 isolate, ~30 MB).
  */
 import net from 'node:net';
 
 const [listenPort, upHost, upPort] = process.argv.slice(2);
 const server = net.createServer({ noDelay: true, allowHalfOpen: false }, (client) => {
   const upstream = net.connect({ host: upHost, port: Number(upPort), noDelay: true });
-  const kill = (): void => {
+  const kill = () => {
     client.destroy();
     upstream.destroy();
   };
