@@ -136,7 +136,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const sealKey = loadOptionalKey(t.seal_key_file, 'gateway.trail.seal_key_file', opts.env ?? process.env, t.seal_key_env);
   if (sealKey) keys.add(sealKey, { kind: 'seal' }, t.seal_key_file ? `gateway.trail.seal_key_file ${t.seal_key_file}` : `the seal key in $${t.seal_key_env}`);
   const sealer = makeSealer(sealKey, config.gateway.id, opts.clock ?? systemClock);
-  const backend = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir, { clock: opts.clock, logger, gatewayId: config.gateway.id, sealer }));
+  const backend = opts.store ?? (await createStore(config.gateway.store, config.gateway.data_dir, { clock: opts.clock, logger, gatewayId: config.gateway.id, sealer, writeBufferSize: config.gateway.write_buffer_size }));
   await backend.open();
   let replication: Replication | undefined;
   if (config.gateway.replicate_to.length > 0) {

@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { toBinary } from '@bufbuild/protobuf';
@@ -106,4 +108,22 @@ test('gateway.retention sweeps events older than the retention when the gateway 
     await gw.close();
     tmp.remove();
   }
+});
+
+test('gateway.write_buffer_size reaches RocksDB (its OPTIONS file), 16MB by default', async () => {
+  const writeBufferSize = async (extra: string[]): Promise<string | undefined> => {
+    const tmp = tempDir();
+    const gw = await startGateway({ config: gatewayConfig(tmp.dir, extra) });
+    try {
+      const file = readdirSync(tmp.dir).filter((f) => f.startsWith('OPTIONS-')).sort().pop();
+      assert.ok(file, `RocksDB wrote no OPTIONS file in ${tmp.dir}`);
+      return /^\s*write_buffer_size=(\d+)$/m.exec(readFileSync(join(tmp.dir, file), 'utf8'))?.[1];
+    } finally {
+      await gw.close();
+      tmp.remove();
+    }
+  };
+  assert.equal(await writeBufferSize([]), String(16 << 20));
+  assert.equal(await writeBufferSize(['--gateway.write_buffer_size', '48MB']), String(48 << 20));
+  assert.throws(() => gatewayConfig('/nonexistent', ['--gateway.write_buffer_size', '2GB']), /config gateway\.write_buffer_size: invalid value "2GB"; expected a size of at least 1048576 bytes and at most 1073741824 bytes/);
 });

@@ -141,16 +141,19 @@ export class EmbeddedStore implements Store {
   #draining: Promise<void> = Promise.resolve();
   readonly #reads = new Set<Promise<unknown>>();
 
-  constructor(dir: string, opts: { sealer?: Sealer } = {}) {
+  readonly #writeBufferSize: number | undefined;
+
+  constructor(dir: string, opts: { sealer?: Sealer; writeBufferSize?: number } = {}) {
     this.#dir = dir;
     this.#sealer = opts.sealer;
+    this.#writeBufferSize = opts.writeBufferSize;
   }
 
   async open(): Promise<void> {
     if (this.#db) return;
     try {
       makeDirSync(this.#dir, 0o700); // not mkdirSync({ recursive }): it spins forever on a path under /proc or /sys
-      const db = new RocksDb(this.#dir);
+      const db = new RocksDb(this.#dir, { writeBufferSize: this.#writeBufferSize });
       await db.open();
       const [count] = await db.getMany([COUNT_KEY]);
       this.#count = count && count.length === 8 ? Number(count.readBigUInt64BE(0)) : 0;

@@ -128,13 +128,15 @@ export interface StoreContext {
   gatewayId?: string;
   /** Seals every stored group (none: rows are stored unsealed). */
   sealer?: Sealer;
+  /** The embedded store's memtable size (gateway.write_buffer_size). */
+  writeBufferSize?: number;
 }
 
 /** The backend `gateway.store` names: "embedded" (RocksDB under data_dir) or a postgres:// URL (shared by gateway replicas). */
 export async function createStore(spec: string, dataDir: string, ctx: StoreContext = {}): Promise<Store> {
   if (spec === 'embedded' || spec === '') {
     const { EmbeddedStore } = await import('./store-embedded.js');
-    return new EmbeddedStore(dataDir, { sealer: ctx.sealer });
+    return new EmbeddedStore(dataDir, { sealer: ctx.sealer, writeBufferSize: ctx.writeBufferSize });
   }
   if (/^postgres(ql)?:\/\//.test(spec)) {
     const { PostgresStore } = await import('./store-postgres.js');

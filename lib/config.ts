@@ -92,6 +92,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'gateway.listen', kind: 'address', default: '127.0.0.1:50051', flags: ['listen'], help: 'gRPC listen address' },
   { key: 'gateway.data_dir', kind: 'string', default: '/var/lib/dbaudit/gateway', flags: ['data-dir'], help: 'embedded store directory' },
   { key: 'gateway.store', kind: 'string', default: 'embedded', flags: ['store'], help: '"embedded" or a postgres:// URL' },
+  { key: 'gateway.write_buffer_size', kind: 'size', default: '16MB', min: 1 << 20, max: 1 << 30, help: 'embedded store: bytes RocksDB collects in memory before it flushes a table file (larger: fewer flushes and compactions, more memory)' },
   { key: 'gateway.http.listen', kind: 'address', default: '0.0.0.0:8081', flags: ['http'], help: 'health and metrics HTTP address' },
   { key: 'gateway.retention', kind: 'duration', default: '0s', help: 'drop stored events older than this (0: keep)' },
   { key: 'gateway.replicate_to', kind: 'list', default: [], help: 'peer-region gateways that receive every stored event' },
@@ -158,6 +159,7 @@ export interface Config {
     listen: string;
     data_dir: string;
     store: string;
+    write_buffer_size: number;
     http: { listen: string };
     retention: number;
     replicate_to: string[];
