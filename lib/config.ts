@@ -50,7 +50,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   { key: 'collector.gateway.tls.cert_file', kind: 'string', help: 'client certificate for mutual TLS' },
   { key: 'collector.gateway.tls.key_file', kind: 'string', help: 'client key for mutual TLS' },
   { key: 'collector.gateway.batch_size', kind: 'int', default: 512, min: 1, help: 'events per batch sent to the gateway (at most 10000)' },
-  { key: 'collector.gateway.batch_delay', kind: 'duration', default: '5ms', max: 10_000, help: 'a partial batch of new events waits up to this long for more before it is sent (fewer, fuller batches; adds at most this much to delivery lag, never to the client; 0: send at once)' },
+  { key: 'collector.gateway.batch_delay', kind: 'duration', default: '5ms', max: 10_000, help: 'a partial batch of new events waits up to this long for more before it is sent (fewer, fuller batches; adds at most this much, or one gateway round trip, to delivery lag, never to the client; 0: send at once)' },
   { key: 'collector.gateway.failback_interval', kind: 'duration', default: '10s', help: 'how often a collector on a secondary gateway checks whether the primary is back' },
   { key: 'collector.gateway.ack_timeout', kind: 'duration', default: '30s', help: 'a batch not acknowledged within this long reopens the stream' },
   { key: 'collector.gateway.heartbeat_interval', kind: 'duration', default: '30s', help: 'an idle stream sends an empty batch this often, reporting the highest sequence number (the gateway then knows a deleted tail is missing)' },

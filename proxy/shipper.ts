@@ -72,10 +72,8 @@ interface Session {
   backlogDone: boolean;
   /** When the last batch (or heartbeat) was written. */
   lastSentAt: number;
-  /** When new records were first seen waiting for a partial batch to fill (batchDelayMs), 0: none waiting. */
+  /** When new records were first seen waiting for a partial batch to fill (batchDelayMs; performance.now()), 0: none waiting. */
   lingerSince: number;
-  /** New records waited for a batch's acknowledgement: they go as soon as it comes, without lingering. */
-  waitedForAck: boolean;
 }
 
 /**
@@ -239,7 +237,6 @@ export class Shipper {
       backlogDone: o.cache.stats().events === 0,
       lastSentAt: o.clock.now(),
       lingerSince: 0,
-      waitedForAck: false,
     };
     this.#session = s;
     o.logger.info({ gateway: this.endpoint, backlog: o.cache.stats().events }, 'connected to gateway');
@@ -349,24 +346,27 @@ export class Shipper {
       // Small batches ride together: while a batch is out, new records wait for its
       // acknowledgement (which pumps again) unless a full batch is ready. Under load each
       // batch then carries what one round trip gathered, instead of a batch per commit.
+      // A partial batch also waits until batch_delay has passed since its first record was
+      // seen, acknowledgement or not: otherwise a fast gateway sets the cadence, and at a
+      // steady trickle every round trip cost the gateway a synced write for two or three
+      // events (pgbench -S -c 1: 5,700 batches in 10 s for 13,000 events).
       const fresh = o.cache.durableSeq - s.liveCursor;
       if (fresh > 0n && fresh < BigInt(o.batchSize)) {
-        if (s.inflight.size > 0) {
-          // they ride with the acknowledgement, having waited a round trip already
-          s.waitedForAck = true;
-          return;
-        }
-        if (!s.waitedForAck && this.#lingering(s)) return;
+        if (s.lingerSince === 0) s.lingerSince = performance.now();
+        if (s.inflight.size > 0) return; // the acknowledgement pumps again
+        if (this.#lingering(s)) return;
       }
       s.lingerSince = 0;
-      s.waitedForAck = false;
-      // Live first: everything cached since this stream opened.
-      const live = await o.cache.scan({ order: 'oldest_first', afterSeq: s.liveCursor, limit: o.batchSize });
-      if (this.#session !== s) return;
-      if (live.length > 0) {
-        s.liveCursor = live[live.length - 1].seq;
-        this.#send(s, live);
-        continue;
+      // Live first: everything cached since this stream opened. Not when nothing was fresh:
+      // records made durable while the scan awaited would leave without their batch_delay.
+      if (fresh > 0n) {
+        const live = await o.cache.scan({ order: 'oldest_first', afterSeq: s.liveCursor, limit: o.batchSize });
+        if (this.#session !== s) return;
+        if (live.length > 0) {
+          s.liveCursor = live[live.length - 1].seq;
+          this.#send(s, live);
+          continue;
+        }
       }
       if (s.backlogDone) return;
       const granted = this.#limiter.take(o.batchSize);
@@ -402,9 +402,7 @@ export class Shipper {
     const delay = this.#o.batchDelayMs ?? 0;
     if (delay <= 0 || this.#draining) return false;
     // Real time, not the injected clock: this only shapes batches, and a test's stopped clock must not stop shipping.
-    const now = performance.now();
-    if (s.lingerSince === 0) s.lingerSince = now;
-    const left = s.lingerSince + delay - now;
+    const left = s.lingerSince + delay - performance.now();
     if (left <= 0) return false;
     if (!this.#lingerTimer) {
       this.#lingerTimer = setTimeout(() => {

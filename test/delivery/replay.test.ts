@@ -157,14 +157,28 @@ describe('collector.gateway.batch_delay', () => {
       assert.deepEqual(batches[0], range(1, 5));
       await until('the cache emptied', () => c.cache.stats().events === 0);
 
+      // a full batch goes at once; two events behind it wait for its acknowledgement and then
+      // for the rest of batch_delay from when they were seen, not only for the acknowledgement
+      await offer(10);
+      const t1 = performance.now();
+      await offer(2);
+      await until('the full batch', () => batches.length === 2);
+      assert.deepEqual(batches[1], range(6, 15));
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(batches.length, 2, 'the two events linger after the acknowledgement');
+      await until('the lingering pair', () => batches.length === 3);
+      assert.ok(performance.now() - t1 >= 390, `not before batch_delay (${(performance.now() - t1).toFixed(0)} ms)`);
+      assert.deepEqual(batches[2], range(16, 17));
+      await until('the cache emptied', () => c.cache.stats().events === 0);
+
       // with a delay longer than the test, a partial batch stays; filling it to batch_size sends it
       await ship(600_000);
       await offer(4);
       await new Promise((r) => setTimeout(r, 200));
-      assert.equal(batches.length, 1, 'four events wait');
+      assert.equal(batches.length, 3, 'four events wait');
       await offer(6);
-      await until('the full batch', () => batches.length === 2);
-      assert.deepEqual(batches[1], range(6, 15));
+      await until('the full batch', () => batches.length === 4);
+      assert.deepEqual(batches[3], range(18, 27));
       await until('the cache emptied', () => c.cache.stats().events === 0);
     } finally {
       await c.close();
