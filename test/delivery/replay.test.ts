@@ -9,6 +9,7 @@ import { loadConfig } from '../../lib/config.js';
 import { silentLogger } from '../../lib/log.js';
 import { CollectorMetrics, GatewayMetrics } from '../../lib/metrics.js';
 import { startGateway, type GatewayHandle } from '../../gateway/server.js';
+import { createStore, type Store } from '../../gateway/store.js';
 import { EventKind, makeEvent, newSessionMeta } from '../../proxy/events.js';
 import { EventPipeline } from '../../proxy/pipeline.js';
 import { Shipper, type ShipperOptions } from '../../proxy/shipper.js';
@@ -20,7 +21,15 @@ after(() => dir.remove());
 const RATE = 100;
 
 /** A gateway on `port`: the seqs it stored, in order, and the same grouped as stored (one array a batch). */
-async function gatewayOn(port: number, name: string): Promise<{ gw: GatewayHandle; arrivals: bigint[]; batches: bigint[][] }> {
+/** A gate the gateway's store waits on before each write (its acknowledgements wait with it); open() lets every write through. */
+function storeGate(): { wait: () => Promise<void>; open: () => void } {
+  let opened = false;
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  return { wait: () => (opened ? Promise.resolve() : gate), open: () => ((opened = true), release()) };
+}
+
+async function gatewayOn(port: number, name: string, gate?: { wait: () => Promise<void> }): Promise<{ gw: GatewayHandle; arrivals: bigint[]; batches: bigint[][] }> {
   const arrivals: bigint[] = [];
   const batches: bigint[][] = [];
   const { config } = loadConfig({ argv: [], env: {}, scope: 'gateway', defaults: { 'gateway.listen': `127.0.0.1:${port}`, 'gateway.data_dir': join(dir.dir, name), 'log.level': 'silent' } });
@@ -29,7 +38,18 @@ async function gatewayOn(port: number, name: string): Promise<{ gw: GatewayHandl
     arrivals.push(...seqs);
     batches.push(seqs);
   };
-  const gw = await startGateway({ config, logger: silentLogger, metrics: new GatewayMetrics({ defaultMetrics: false }), onStored });
+  let store: Store | undefined;
+  if (gate) {
+    const inner = await createStore('embedded', config.gateway.data_dir);
+    store = new Proxy(inner, {
+      get: (target, prop, receiver) => {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (prop === 'put') return async (...args: Parameters<Store['put']>) => (await gate.wait(), target.put(...args));
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  }
+  const gw = await startGateway({ config, logger: silentLogger, metrics: new GatewayMetrics({ defaultMetrics: false }), onStored, store });
   return { gw, arrivals, batches };
 }
 
@@ -181,6 +201,34 @@ describe('collector.gateway.batch_delay', () => {
       assert.deepEqual(batches[3], range(18, 27));
       await until('the cache emptied', () => c.cache.stats().events === 0);
     } finally {
+      await c.close();
+      await gw.close();
+    }
+  });
+
+  test('events seen while every batch slot is out count their batch_delay from then, not from the acknowledgement', async () => {
+    const port = await freePort();
+    const c = await collectorOn(port, 'linger-window', { syncRate: 1_000_000, syncOrder: 'oldest_first', window: 1 });
+    const gate = storeGate();
+    const { gw, batches } = await gatewayOn(port, 'gw-linger-window', gate);
+    try {
+      const s = await c.ship({ batchDelayMs: 3_000 });
+      await until('connected', () => s.connected);
+      await c.cache.flush();
+      c.offer(10); // a full batch: out at once, its acknowledgement held at the gateway
+      await c.cache.flush();
+      c.offer(2); // seen while the one batch slot is taken
+      await c.cache.flush();
+      await new Promise((r) => setTimeout(r, 3_200)); // their batch_delay runs out while the slot is still taken
+      assert.deepEqual(batches, [], 'nothing stored while the gate is shut');
+      const opened = performance.now();
+      gate.open();
+      await until('both batches', () => batches.length === 2);
+      assert.deepEqual(batches, [range(1, 10), range(11, 12)]);
+      // counted from the acknowledgement, the pair would wait another 3 s
+      assert.ok(performance.now() - opened < 2_000, `the pair left ${(performance.now() - opened).toFixed(0)} ms after the acknowledgement`);
+    } finally {
+      gate.open();
       await c.close();
       await gw.close();
     }
