@@ -128,6 +128,22 @@ describe('dbaudit inject', () => {
       'Deployment shop/web: container "app" already uses port 8080; choose another with the dbaudit.io/http-port annotation',
     );
     assert.equal(injectError(workload('Pod', 'p', { ...PG, 'dbaudit.io/listen-port': '0' })), 'Pod p: annotation dbaudit.io/listen-port: invalid value "0"; expected a port number 1-65535');
+    assert.equal(bad({ ...PG, 'dbaudit.io/cpu-request': 'lots' }), 'Deployment shop/web: annotation dbaudit.io/cpu-request: invalid value "lots"; expected a CPU quantity such as 250m, 0.5 or 2');
+    assert.equal(bad({ ...PG, 'dbaudit.io/cpu-limit': '0' }), 'Deployment shop/web: annotation dbaudit.io/cpu-limit: invalid value "0"; expected a CPU quantity such as 250m, 0.5 or 2');
+    assert.equal(bad({ ...PG, 'dbaudit.io/memory-request': '1.5Gi' }), 'Deployment shop/web: annotation dbaudit.io/memory-request: invalid value "1.5Gi"; expected a memory quantity such as 256Mi, 1Gi or 512M');
+    assert.equal(bad({ ...PG, 'dbaudit.io/memory-limit': '64Mi' }), 'Deployment shop/web: annotation dbaudit.io/memory-limit: invalid value "64Mi"; expected at least 128Mi (the proxy starts at about 80 MB)');
+    assert.equal(bad({ ...PG, 'dbaudit.io/cpu-request': '2' }), 'Deployment shop/web: annotation dbaudit.io/cpu-request: invalid value "2"; expected at most the CPU limit 1000m');
+    assert.equal(bad({ ...PG, 'dbaudit.io/memory-request': '1Gi' }), 'Deployment shop/web: annotation dbaudit.io/memory-request: invalid value "1Gi"; expected at most the memory limit 512Mi');
+  });
+
+  test('resource annotations size the sidecar; each one left out keeps its default', async () => {
+    const injected = (name: string, a: Record<string, string>): KObject => parseYamlStream(injectYaml(stringify(workload('Deployment', name, a))).text)[0];
+    const resourcesOf = (o: KObject): unknown => (sidecarOf(o).sidecar as unknown as { resources: unknown }).resources;
+    const busy = injected('busy', { ...PG, 'dbaudit.io/cpu-request': '1500m', 'dbaudit.io/cpu-limit': '2', 'dbaudit.io/memory-request': '256Mi', 'dbaudit.io/memory-limit': '1Gi' });
+    assert.deepEqual(resourcesOf(busy), { requests: { cpu: '1500m', memory: '256Mi' }, limits: { cpu: '2', memory: '1Gi' } });
+    await validateObject(busy);
+    assert.deepEqual(resourcesOf(injected('half', { ...PG, 'dbaudit.io/cpu-request': '0.5' })), { requests: { cpu: '0.5', memory: '128Mi' }, limits: { cpu: '1000m', memory: '512Mi' } });
+    assert.deepEqual(resourcesOf(injected('plain', PG)), { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1000m', memory: '512Mi' } });
   });
 
   test('the CLI: YAML on stdin → stdout; a bad annotation exits 1 with the message; unknown flags refused', () => {

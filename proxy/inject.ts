@@ -21,6 +21,10 @@ export const ANNOTATIONS = {
   configSecret: 'dbaudit.io/config-secret',
   listenPort: 'dbaudit.io/listen-port',
   httpPort: 'dbaudit.io/http-port',
+  cpuRequest: 'dbaudit.io/cpu-request',
+  cpuLimit: 'dbaudit.io/cpu-limit',
+  memoryRequest: 'dbaudit.io/memory-request',
+  memoryLimit: 'dbaudit.io/memory-limit',
 } as const;
 
 export const SIDECAR_NAME = 'dbaudit';
@@ -54,12 +58,29 @@ export interface Change {
   existed: boolean;
 }
 
+/** The sidecar's resources, as Kubernetes quantities. */
+export interface SidecarResources {
+  requests: { cpu: string; memory: string };
+  limits: { cpu: string; memory: string };
+}
+
+/**
+ * The sidecar's resources unless its annotations say otherwise. A statement
+ * costs the proxy roughly 0.1-0.3 ms of CPU (README "What auditing costs"),
+ * so 100m fits a few hundred statements a second; it starts at ~80 MB RSS.
+ */
+export const DEFAULT_RESOURCES: SidecarResources = { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1000m', memory: '512Mi' } };
+/** Below this the proxy is killed for memory soon after it starts (it starts at ~80 MB RSS and holds results while their events become durable). */
+const MIN_MEMORY_LIMIT = 128 * 2 ** 20;
+
 export interface SidecarSettings {
   protocol: 'postgres' | 'mysql';
   upstream: string;
   configSecret: string;
   listenPort: number;
   httpPort: number;
+  /** DEFAULT_RESOURCES when absent. */
+  resources?: SidecarResources;
 }
 
 function isObj(v: unknown): v is Obj {
@@ -114,6 +135,42 @@ function port(where: string, key: string, raw: string | undefined, dflt: number)
   return n;
 }
 
+const MEMORY_UNITS: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+
+/** A CPU quantity in millicores ("250m", "0.5", "2"), or NaN when it is not one. */
+function millicores(q: string): number {
+  const m = /^(\d+)m$/.exec(q) ?? /^(\d+(?:\.\d{1,3})?)$/.exec(q);
+  if (!m) return NaN;
+  return q.endsWith('m') ? Number(m[1]) : Math.round(Number(m[1]) * 1000);
+}
+
+/** A memory quantity in bytes ("256Mi", "1G", "300000000"), or NaN when it is not one. */
+function bytesOf(q: string): number {
+  const m = /^(\d+)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(q);
+  return m ? Number(m[1]) * MEMORY_UNITS[m[2] ?? ''] : NaN;
+}
+
+/** The resources the annotations give (each falls back to DEFAULT_RESOURCES); a request above its limit, or a memory limit too small to run in, is refused. */
+function resources(where: string, a: Record<string, string | undefined>): SidecarResources {
+  const pick = (key: string, dflt: string, parse: (q: string) => number, expected: string): { q: string; n: number } => {
+    const raw = a[key];
+    const q = raw === undefined ? dflt : raw.trim();
+    const n = parse(q);
+    if (!(n > 0)) throw badAnnotation(where, key, raw, expected);
+    return { q, n };
+  };
+  const cpu = 'a CPU quantity such as 250m, 0.5 or 2';
+  const mem = 'a memory quantity such as 256Mi, 1Gi or 512M';
+  const cpuReq = pick(ANNOTATIONS.cpuRequest, DEFAULT_RESOURCES.requests.cpu, millicores, cpu);
+  const cpuLim = pick(ANNOTATIONS.cpuLimit, DEFAULT_RESOURCES.limits.cpu, millicores, cpu);
+  const memReq = pick(ANNOTATIONS.memoryRequest, DEFAULT_RESOURCES.requests.memory, bytesOf, mem);
+  const memLim = pick(ANNOTATIONS.memoryLimit, DEFAULT_RESOURCES.limits.memory, bytesOf, mem);
+  if (memLim.n < MIN_MEMORY_LIMIT) throw badAnnotation(where, ANNOTATIONS.memoryLimit, memLim.q, 'at least 128Mi (the proxy starts at about 80 MB)');
+  if (cpuReq.n > cpuLim.n) throw badAnnotation(where, ANNOTATIONS.cpuRequest, cpuReq.q, `at most the CPU limit ${cpuLim.q}`);
+  if (memReq.n > memLim.n) throw badAnnotation(where, ANNOTATIONS.memoryRequest, memReq.q, `at most the memory limit ${memLim.q}`);
+  return { requests: { cpu: cpuReq.q, memory: memReq.q }, limits: { cpu: cpuLim.q, memory: memLim.q } };
+}
+
 /**
  * Reads the dbaudit annotations of a pod template. Undefined when the pod is
  * not to be injected; an AuditError naming the object, the annotation, the
@@ -136,7 +193,7 @@ export function readSettings(annotations: unknown, where: string): SidecarSettin
   const listenPort = port(where, ANNOTATIONS.listenPort, a[ANNOTATIONS.listenPort], DEFAULT_LISTEN_PORT[protocol]);
   const httpPort = port(where, ANNOTATIONS.httpPort, a[ANNOTATIONS.httpPort], DEFAULT_HTTP_PORT);
   if (listenPort === httpPort) throw badAnnotation(where, ANNOTATIONS.httpPort, String(httpPort), `a port other than the proxy's ${listenPort}`);
-  return { protocol, upstream: upstream.trim(), configSecret, listenPort, httpPort };
+  return { protocol, upstream: upstream.trim(), configSecret, listenPort, httpPort, resources: resources(where, a) };
 }
 
 const RESTRICTED_SECURITY_CONTEXT = {
@@ -174,7 +231,7 @@ export function sidecarContainer(s: SidecarSettings, image: string): Obj {
     startupProbe: { httpGet: { path: '/health/live', port: s.httpPort }, periodSeconds: 1, failureThreshold: 60 },
     livenessProbe: probe('/health/live', 10, 10),
     readinessProbe: probe('/health/ready', 5, 5),
-    resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1000m', memory: '512Mi' } },
+    resources: structuredClone(s.resources ?? DEFAULT_RESOURCES),
     securityContext: RESTRICTED_SECURITY_CONTEXT,
     volumeMounts: [
       { name: VOLUMES.cache, mountPath: CACHE_MOUNT },
