@@ -32,7 +32,7 @@ interface RawChainedBatch {
 }
 
 interface RawDb {
-  open(options: { createIfMissing: boolean; errorIfExists: boolean; writeBufferSize: number }, cb: Callback): void;
+  open(options: { createIfMissing: boolean; errorIfExists: boolean; writeBufferSize?: number }, cb: Callback): void;
   close(cb: Callback): void;
   get(key: Buffer, options: { asBuffer: true; fillCache?: boolean }, cb: Callback<Buffer>): void;
   getMany(keys: Buffer[], options: { asBuffer: true; fillCache?: boolean }, cb: Callback<(Buffer | undefined)[]>): void;
@@ -107,28 +107,21 @@ export class WriteBatch {
   }
 }
 
-/**
- * The binding's own default is 4 MB; the embedded store writes ~1 kB an
- * event over eight keys, so that flushed every ~4,000 events and kept
- * compactions running (16 MB: the gateway's CPU an event in the event
- * pipeline benchmark, interleaved runs: 58-60 us at 4 MB, 53-54 us at 16 MB).
- */
-export const DEFAULT_WRITE_BUFFER_SIZE = 16 << 20;
-
 /** A RocksDB database with promise methods. */
 export class RocksDb {
   readonly #db: RawDb;
 
-  readonly #writeBufferSize: number;
+  readonly #writeBufferSize: number | undefined;
 
-  /** `writeBufferSize`: bytes a memtable takes before it is flushed to a table file (RocksDB's write_buffer_size). */
+  /** `writeBufferSize`: bytes a memtable takes before it is flushed to a table file (RocksDB's write_buffer_size; the binding's 4 MB when not given). */
   constructor(location: string, opts: { writeBufferSize?: number } = {}) {
     this.#db = rocksdb(location);
-    this.#writeBufferSize = opts.writeBufferSize ?? DEFAULT_WRITE_BUFFER_SIZE;
+    this.#writeBufferSize = opts.writeBufferSize;
   }
 
   open(): Promise<void> {
-    return new Promise((resolve, reject) => this.#db.open({ createIfMissing: true, errorIfExists: false, writeBufferSize: this.#writeBufferSize }, settle(resolve, reject)));
+    const size = this.#writeBufferSize === undefined ? {} : { writeBufferSize: this.#writeBufferSize };
+    return new Promise((resolve, reject) => this.#db.open({ createIfMissing: true, errorIfExists: false, ...size }, settle(resolve, reject)));
   }
 
   close(): Promise<void> {

@@ -69,7 +69,7 @@ export interface SidecarResources {
  * costs the proxy roughly 0.1-0.3 ms of CPU (README "What auditing costs"),
  * so 100m fits a few hundred statements a second; it starts at ~80 MB RSS.
  */
-export const DEFAULT_RESOURCES: SidecarResources = { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1000m', memory: '512Mi' } };
+const DEFAULT_RESOURCES: SidecarResources = { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1000m', memory: '512Mi' } };
 /** Below this the proxy is killed for memory soon after it starts (it starts at ~80 MB RSS and holds results while their events become durable). */
 const MIN_MEMORY_LIMIT = 128 * 2 ** 20;
 
@@ -79,8 +79,7 @@ export interface SidecarSettings {
   configSecret: string;
   listenPort: number;
   httpPort: number;
-  /** DEFAULT_RESOURCES when absent. */
-  resources?: SidecarResources;
+  resources: SidecarResources;
 }
 
 function isObj(v: unknown): v is Obj {
@@ -231,7 +230,7 @@ export function sidecarContainer(s: SidecarSettings, image: string): Obj {
     startupProbe: { httpGet: { path: '/health/live', port: s.httpPort }, periodSeconds: 1, failureThreshold: 60 },
     livenessProbe: probe('/health/live', 10, 10),
     readinessProbe: probe('/health/ready', 5, 5),
-    resources: structuredClone(s.resources ?? DEFAULT_RESOURCES),
+    resources: s.resources,
     securityContext: RESTRICTED_SECURITY_CONTEXT,
     volumeMounts: [
       { name: VOLUMES.cache, mountPath: CACHE_MOUNT },
